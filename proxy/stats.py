@@ -1,0 +1,157 @@
+"""Request counters kept on the hot path, and their mergeable snapshots.
+
+The hot path does a dict increment and a list increment per request, on a
+``Series`` object the compiled route already holds: no label lookups, no locks,
+no prometheus-client objects. ``/metrics`` renders a *snapshot* of these plain
+numbers; with several worker processes the supervisor merges the workers'
+snapshots (counters add up), so the totals are the whole server's.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from typing import Any
+
+# Upper bounds (seconds) of the latency histogram buckets; +Inf is implicit.
+DURATION_BOUNDS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+
+SeriesKey = tuple[str, str, str]  # route, flag, backend
+Snapshot = dict[str, Any]
+
+
+class Series:
+    """Counters of one (route, flag, backend): requests by (method, code), and latency."""
+
+    __slots__ = ("buckets", "codes", "count", "total_seconds")
+
+    def __init__(self) -> None:
+        self.codes: dict[tuple[str, int], int] = {}
+        self.buckets = [0] * (len(DURATION_BOUNDS) + 1)
+        self.count = 0
+        self.total_seconds = 0.0
+
+    def observe(self, method: str, status: int, seconds: float) -> None:
+        key = (method if method in KNOWN_METHODS else OTHER_METHOD, status)
+        codes = self.codes
+        codes[key] = codes.get(key, 0) + 1
+        self.buckets[bisect_left(DURATION_BOUNDS, seconds)] += 1
+        self.count += 1
+        self.total_seconds += seconds
+
+
+class Stats:
+    """All counters of one process. Series survive config reloads (counters never go back)."""
+
+    def __init__(self) -> None:
+        self.series: dict[SeriesKey, Series] = {}
+        self.upstream_errors: dict[tuple[str, str], int] = {}
+        self.fallbacks: dict[tuple[str, str, str, str], int] = {}
+        self.shadow: dict[tuple[str, str], int] = {}
+        self.backend_up: dict[str, int] = {"legacy": 1, "new": 1}
+
+    def series_for(self, route: str, flag: str, backend: str) -> Series:
+        key = (route, flag, backend)
+        found = self.series.get(key)
+        if found is None:
+            found = self.series[key] = Series()
+        return found
+
+    def count_upstream_error(self, backend: str, kind: str) -> None:
+        key = (backend, kind)
+        self.upstream_errors[key] = self.upstream_errors.get(key, 0) + 1
+
+    def snapshot(self) -> Snapshot:
+        """Plain JSON-able numbers (lists, not tuples as keys), for /metrics and IPC."""
+        return {
+            "requests": [
+                [route, flag, backend, method, code, n]
+                for (route, flag, backend), series in self.series.items()
+                for (method, code), n in series.codes.items()
+            ],
+            "durations": [
+                [route, flag, backend, list(series.buckets), series.total_seconds, series.count]
+                for (route, flag, backend), series in self.series.items()
+            ],
+            "upstream_errors": [[*key, n] for key, n in self.upstream_errors.items()],
+            "fallbacks": [[*key, n] for key, n in self.fallbacks.items()],
+            "shadow": [[*key, n] for key, n in self.shadow.items()],
+            "backend_up": dict(self.backend_up),
+        }
+
+
+def _merge_counts(rows: Iterable[list[Any]]) -> list[list[Any]]:
+    merged: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        key = tuple(row[:-1])
+        merged[key] = merged.get(key, 0) + row[-1]
+    return [[*key, n] for key, n in merged.items()]
+
+
+def _merge_durations(rows: Iterable[list[Any]]) -> list[list[Any]]:
+    merged: dict[tuple[str, str, str], list[Any]] = {}
+    for route, flag, backend, buckets, total, count in rows:
+        key = (route, flag, backend)
+        if key not in merged:
+            merged[key] = [list(buckets), total, count]
+            continue
+        into = merged[key]
+        into[0] = [a + b for a, b in zip(into[0], buckets, strict=True)]
+        into[1] += total
+        into[2] += count
+    return [[*key, *value] for key, value in merged.items()]
+
+
+def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
+    """One snapshot for the whole server: counters add up; a backend is up only if
+    every worker sees it up (passive results are per process)."""
+    if len(snapshots) == 1:
+        return snapshots[0]
+    merged: Snapshot = {
+        "durations": _merge_durations(row for s in snapshots for row in s["durations"]),
+        "backend_up": {},
+    }
+    for name in ("requests", "upstream_errors", "fallbacks", "shadow"):
+        merged[name] = _merge_counts(row for s in snapshots for row in s[name])
+    for snapshot in snapshots:
+        for backend, up in snapshot["backend_up"].items():
+            merged["backend_up"][backend] = min(up, merged["backend_up"].get(backend, 1))
+    return merged
+
+
+def quantile(buckets: list[int], q: float) -> float | None:
+    """The q-quantile of a histogram, interpolated inside its bucket as Prometheus's
+    histogram_quantile does; None without observations. The +Inf bucket reports
+    the largest finite bound."""
+    total = sum(buckets)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for index, count in enumerate(buckets):
+        if count and seen + count >= rank:
+            if index >= len(DURATION_BOUNDS):
+                return DURATION_BOUNDS[-1]
+            lower = DURATION_BOUNDS[index - 1] if index > 0 else 0.0
+            upper = DURATION_BOUNDS[index]
+            return lower + (upper - lower) * (rank - seen) / count
+        seen += count
+    return DURATION_BOUNDS[-1]
