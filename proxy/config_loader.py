@@ -131,7 +131,7 @@ class _Source:
             # Keys are taken as written: YAML 1.1 would turn `on:` (fallback.on) into True.
             key = key_node.value
             child = (*loc, key)
-            if False:
+            if key in first_line:
                 self.issue(child, f"duplicate key {key!r} (first on line {first_line[key]})", line)
                 continue
             first_line[key] = line
