@@ -8,6 +8,7 @@ changes the config under a request in flight.
 
 from __future__ import annotations
 
+import asyncio
 from time import perf_counter
 from typing import Any
 
@@ -102,6 +103,12 @@ class ProxyService:
         except BodyTooLarge as error:
             response = error_response(413, "body_too_large", str(error))
             response.force_close()
+        except (asyncio.CancelledError, ConnectionError):
+            raise  # the client went away; aiohttp closes the connection
+        except Exception as error:
+            _log.exception("proxy_failed", backend=target.name, error=repr(error))
+            response = error_response(500, "internal_error", "internal proxy error")
+            response.headers.extend(extra)
         route.series[backend].observe(request.method, response.status, perf_counter() - started)
         return response
 

@@ -11,7 +11,9 @@ async def test_plain_get_reaches_legacy_and_is_labelled(
     aiohttp_server: AiohttpServer, start_turnout: StartTurnout
 ) -> None:
     async def hello(request: web.Request) -> web.Response:
-        return web.json_response({"path": request.path_qs, "xff": request.headers.get("X-Forwarded-For")})
+        return web.json_response(
+            {"path": request.path_qs, "xff": request.headers.get("X-Forwarded-For")}
+        )
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", hello)

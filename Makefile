@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Both create .venv and install Turnout into it on first use.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+DURATION ?=
+
+.PHONY: demo test lint bench install
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,uvloop]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/turnout demo $(if $(DURATION),--duration $(DURATION))
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check proxy tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run.py

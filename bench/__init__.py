@@ -1,0 +1,1 @@
+"""Turnout benchmark harness (see bench/README.md)."""

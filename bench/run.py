@@ -1,0 +1,288 @@
+"""Turnout benchmark: wrk against a fast nginx backend, nginx as a proxy, and Turnout.
+
+    .venv/bin/python bench/run.py                      # all targets, 3 runs of 10 s each
+    .venv/bin/python bench/run.py --only backend,nginx --runs 1 --duration 5
+    .venv/bin/python bench/run.py --only turnout-1 --profile
+    .venv/bin/python bench/run.py --connections 200    # burst check
+
+See bench/README.md for what the targets and numbers mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import nginx, pyspy, turnout, wrk
+from bench.procs import tail
+
+TARGETS = ("backend", "nginx", "turnout-1", "turnout-2")
+ALIASES = {"turnout": ("turnout-1", "turnout-2"), "all": TARGETS}
+RESULTS = Path(__file__).resolve().parent / "results"
+GOAL_RATIO = 0.35  # Turnout 1 worker vs nginx 1 worker, wrk -t1 -c50
+
+
+@dataclass
+class Result:
+    target: str
+    summary: wrk.Summary
+    checks: list[turnout.MetricsCheck] = field(default_factory=list)
+    ratio: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"target": self.target, **self.summary.to_json(), "ratio_to_nginx": self.ratio}
+        if self.checks:
+            out["metrics_checks"] = [c.to_json() for c in self.checks]
+        return out
+
+
+@dataclass(frozen=True)
+class Options:
+    load: wrk.Load
+    runs: int
+    warmup_s: int
+    profile: bool
+    loop: str | None
+    workdir: Path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--only", default="all", help=f"comma list of {', '.join(TARGETS)}, turnout")
+    p.add_argument("--runs", type=int, default=3, help="wrk runs per target (median is reported)")
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    p.add_argument("--connections", type=int, default=50, help="wrk -c (200 = burst check)")
+    p.add_argument("--threads", type=int, default=1, help="wrk -t")
+    p.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured load per target")
+    p.add_argument("--profile", action="store_true", help="py-spy the first turnout-1 run")
+    p.add_argument("--uvloop", action="store_true", help="run Turnout with TURNOUT_LOOP=uvloop")
+    p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    args = p.parse_args(argv)
+    if min(args.runs, args.duration, args.connections, args.threads) < 1:
+        p.error("--runs, --duration, --connections and --threads must be >= 1")
+    if args.threads > args.connections:
+        p.error("--threads must be <= --connections")
+    args.targets = select(args.only, p)
+    return args
+
+
+def select(only: str, parser: argparse.ArgumentParser) -> list[str]:
+    wanted: set[str] = set()
+    for name in filter(None, (x.strip() for x in only.split(","))):
+        if name in ALIASES:
+            wanted.update(ALIASES[name])
+        elif name in TARGETS:
+            wanted.add(name)
+        else:
+            parser.error(f"unknown target {name!r}; choose from {', '.join(TARGETS)}, turnout")
+    return [t for t in TARGETS if t in wanted]
+
+
+def _raise_interrupt(signum: int, _frame: object) -> NoReturn:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def measure(target: str, url: str, opts: Options, instance: turnout.Instance | None) -> Result:
+    """Warm up, then `opts.runs` wrk runs; for Turnout, check /metrics after each run."""
+    print(f"[{target}] {url}  warmup {opts.warmup_s}s, {opts.runs} x {opts.load.duration_s}s")
+    if opts.warmup_s:
+        wrk.run(url, wrk.Load(opts.load.threads, opts.load.connections, opts.warmup_s))
+    runs: list[wrk.WrkRun] = []
+    checks: list[turnout.MetricsCheck] = []
+    for i in range(opts.runs):
+        run, check = one_run(f"run {i + 1}", url, opts, instance)
+        runs.append(run)
+        if check:
+            checks.append(check)
+    if opts.profile and instance and target == "turnout-1":
+        profile_run(url, opts, instance)
+    return Result(target, wrk.Summary.of(runs), checks)
+
+
+def one_run(
+    label: str, url: str, opts: Options, instance: turnout.Instance | None
+) -> tuple[wrk.WrkRun, turnout.MetricsCheck | None]:
+    """One wrk run; for Turnout, the /metrics delta over the run is compared with wrk's count."""
+    before = turnout.scrape_requests_total(instance.admin_url) if instance else 0.0
+    run = wrk.run(url, opts.load)
+    print(
+        f"  {label}: {run.rps:10.0f} req/s  p50 {run.p50_ms:.2f} ms  p99 {run.p99_ms:.2f} ms"
+        f"  errors {run.errors}"
+    )
+    if instance is None:
+        return run, None
+    time.sleep(0.5)  # let the last in-flight requests be counted
+    after = turnout.scrape_requests_total(instance.admin_url)
+    check = turnout.MetricsCheck(run.requests, after - before)
+    print(f"  {check.describe()}")
+    return run, check
+
+
+def profile_run(url: str, opts: Options, instance: turnout.Instance) -> None:
+    """An extra run under py-spy, not in the reported median (sampling costs CPU too)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out, log = RESULTS / "profile.collapsed.txt", RESULTS / "profile.log"
+    out.unlink(missing_ok=True)
+    proc = pyspy.start_record(instance.pid, max(1, opts.load.duration_s - 1), out, log)
+    try:
+        one_run("profiled run (not in the median)", url, opts, instance)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    report_profile(out, log)
+
+
+def report_profile(out: Path, log: Path) -> None:
+    if not out.exists():
+        print(f"py-spy wrote no profile:\n{tail(log)}")
+        return
+    table = pyspy.format_top(pyspy.top_table(out.read_text()))
+    (RESULTS / "profile.top.txt").write_text(table + "\n")
+    print(f"\npy-spy: {out} (collapsed stacks: speedscope.app or flamegraph.pl read them)")
+    print("top 15 functions by own time (leaf samples):")
+    print(table + "\n")
+
+
+def run_target(target: str, opts: Options, backends: nginx.Backends) -> Result:
+    if target == "backend":
+        return measure(target, backends.url("legacy"), opts, None)
+    if target == "nginx":
+        with nginx.proxy(opts.workdir / "nginx-proxy", backends) as url:
+            return measure(target, url, opts, None)
+    workers = int(target.rsplit("-", 1)[1])
+    with turnout.running(opts.workdir / target, backends, workers, opts.loop) as inst:
+        try:
+            result = measure(target, inst.url, opts, inst)
+        except Exception:
+            print(f"--- {inst.log} (tail) ---\n{tail(inst.log)}", file=sys.stderr)
+            raise
+        if result.summary.errors:
+            print(f"--- {target} had errors; its log ends with ---\n{tail(inst.log, 5)[-3000:]}")
+        return result
+
+
+def add_ratios(results: list[Result]) -> None:
+    base = next((r.summary.rps for r in results if r.target == "nginx"), None)
+    for r in results:
+        r.ratio = r.summary.rps / base if base else None
+
+
+def format_table(results: list[Result]) -> str:
+    head = f"{'target':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'errors':>7}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        s = r.summary
+        ratio = f"{r.ratio:8.0%}" if r.ratio is not None else f"{'-':>8}"
+        lines.append(
+            f"{r.target:<10} {s.rps:10.0f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {ratio:>9} {s.errors:7d}"
+        )
+    return "\n".join(lines)
+
+
+def meta(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "loadavg_before": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "nginx": nginx.version(),
+        "wrk": wrk.version(),
+        "wrk_args": {"threads": args.threads, "connections": args.connections,
+                     "duration_s": args.duration, "runs": args.runs},
+        "turnout_loop": "uvloop" if args.uvloop else "asyncio",
+        "users": 10_000,
+        "split": "30% new, sticky on x-user-id",
+    }  # fmt: skip
+
+
+def verdicts(results: list[Result]) -> list[str]:
+    """Lines explaining why the run failed; empty when all is well."""
+    bad = [f"{r.target}: {r.summary.errors} errors (non-2xx or socket)" for r in results
+           if r.summary.errors]  # fmt: skip
+    bad += [f"{r.target}: {c.describe()}" for r in results for c in r.checks if not c.ok]
+    return bad
+
+
+def goal_line(results: list[Result], load: wrk.Load) -> str | None:
+    t1 = next((r for r in results if r.target == "turnout-1"), None)
+    if t1 is None or t1.ratio is None:
+        return None
+    verdict = "met" if t1.ratio >= GOAL_RATIO else "NOT met"
+    line = f"goal turnout-1 >= {GOAL_RATIO:.0%} of nginx: {t1.ratio:.0%} -> {verdict}"
+    if (load.threads, load.connections) != (1, 50):
+        line += " (the goal is defined for wrk -t1 -c50; this run is informative only)"
+    return line
+
+
+def workdir() -> Path:
+    """Temp dir for configs and logs; nginx workers (maybe `nobody`) must traverse it."""
+    path = Path(tempfile.mkdtemp(prefix="turnout-bench-"))
+    path.chmod(0o755)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    info = meta(args)
+    if info["loadavg_before"] > 0.5 * (os.cpu_count() or 1):
+        print(
+            f"warning: machine already busy (loadavg {info['loadavg_before']:.2f}); numbers noisy"
+        )
+    load = wrk.Load(args.threads, args.connections, args.duration)
+    opts = Options(load, args.runs, args.warmup, args.profile,
+                   "uvloop" if args.uvloop else None, workdir())  # fmt: skip
+    results: list[Result] = []
+    try:
+        with nginx.backend(opts.workdir / "backend") as backends:
+            for target in args.targets:
+                results.append(run_target(target, opts, backends))
+    finally:
+        if args.keep:
+            print(f"kept {opts.workdir} (configs and logs)")
+        else:
+            shutil.rmtree(opts.workdir, ignore_errors=True)
+    add_ratios(results)
+    print("\n" + format_table(results))
+    goal = goal_line(results, opts.load)
+    if goal:
+        print(goal)
+    problems = verdicts(results)
+    write_json(args.output, info, results, problems)
+    for line in problems:
+        print(f"FAIL {line}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def write_json(
+    path: Path, info: dict[str, Any], results: list[Result], problems: list[str]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"meta": info, "results": [r.to_json() for r in results], "problems": problems}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        sys.exit(130)
