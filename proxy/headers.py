@@ -28,6 +28,8 @@ HOP_BY_HOP = frozenset(
 _REFRAMED = frozenset({b"content-length", b"transfer-encoding"})
 _REQUEST_DROP = HOP_BY_HOP | {b"expect", b"content-length", b"x-forwarded-for", b"x-forwarded-host"}
 _RESPONSE_DROP = HOP_BY_HOP | _REFRAMED
+# Connection options that name no header.
+_CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close"})
 
 
 def connection_named(raw_headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -116,18 +118,19 @@ def response_headers(raw_headers: list[tuple[bytes, bytes]]) -> CIMultiDict[str]
 
     Repeated headers (Set-Cookie) stay repeated.
     """
-    headers: CIMultiDict[str] = CIMultiDict()
-    named: frozenset[bytes] | None = None
+    kept: list[tuple[str, str]] = []
+    connection: list[tuple[bytes, bytes]] | None = None
     for name, value in raw_headers:
         lower = name.lower()
         if lower in _RESPONSE_DROP:
-            if lower == b"connection":
-                named = connection_named(raw_headers)
+            if lower == b"connection" and value.lower() not in _CONNECTION_OPTIONS:
+                connection = [*(connection or ()), (name, value)]
             continue
-        headers.add(name.decode("latin-1"), value.decode("latin-1"))
-    if named:
-        for name in named:
-            headers.popall(name.decode("latin-1"), None)
+        kept.append((name.decode("latin-1"), value.decode("latin-1")))
+    headers: CIMultiDict[str] = CIMultiDict(kept)
+    if connection is not None:
+        for named in connection_named(connection) - _CONNECTION_OPTIONS:
+            headers.popall(named.decode("latin-1"), None)
     return headers
 
 
