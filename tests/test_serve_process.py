@@ -40,18 +40,26 @@ def write_config(tmp_path: Path, backend_url: str, **extra: object) -> tuple[Pat
     return path, port, admin
 
 
-async def start_serve(config: Path, *args: str) -> asyncio.subprocess.Process:
+async def turnout_process(
+    command: str, config: Path, *args: str, stdout: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """`python -m proxy COMMAND -c CONFIG ARGS...` as a child process."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "proxy",
-        "serve",
+        command,
         "-c",
         str(config),
         *args,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def start_serve(config: Path, *args: str) -> asyncio.subprocess.Process:
+    # stdout (JSON logs) is not read by the tests: never let a full pipe block the proxy.
+    return await turnout_process("serve", config, *args, stdout=asyncio.subprocess.DEVNULL)
 
 
 async def wait_ready(admin_port: int, process: asyncio.subprocess.Process) -> None:
@@ -164,16 +172,7 @@ async def test_invalid_config_exits_1_with_every_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("backends:\n  legacy: {url: ftp://x}\nflags: {a: {percent: 140}}\nbogus: 1\n")
     for command in ("serve", "check"):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proxy",
-            command,
-            "-c",
-            str(path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await turnout_process(command, path)
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
         assert process.returncode == 1
         errors = stderr.decode()
@@ -185,16 +184,7 @@ async def test_invalid_config_exits_1_with_every_error(tmp_path: Path) -> None:
 
 async def test_check_prints_a_summary_for_a_valid_config(tmp_path: Path) -> None:
     config, _, _ = write_config(tmp_path, "http://127.0.0.1:9")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proxy",
-        "check",
-        "-c",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await turnout_process("check", config)
     stdout, _ = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == 0
     assert "ok: 2 backends, 1 flag, 1 route" in stdout.decode()
