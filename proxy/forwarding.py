@@ -1,84 +1,92 @@
 """Forward one request to one backend and relay its answer (SPEC §4 step 8, §5).
 
 The plain path streams both ways: the request body goes upstream chunk by
-chunk, and the response is either relayed whole (when it already arrived with
-its headers, the common small-JSON case) or streamed chunk by chunk with
+chunk, and the response is either relayed in one write (when it arrived whole
+with its headers, the common small-JSON case) or streamed chunk by chunk with
 backpressure. Nothing is retried once the request body was consumed or a
 response byte reached the client.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from aiohttp import web
-
+from proxy.downstream import ClientConnection, IncomingRequest
 from proxy.errors import BodyTooLarge
-from proxy.headers import connection_tokens, content_length, request_head, response_headers
+from proxy.headers import connection_tokens, content_length, request_head, response_header_lines
+from proxy.responses import CHUNK_END, CONTINUE, chunk, has_no_body, status_line
 from proxy.table import BackendTarget
 from proxy.upstream import UpstreamConnection, UpstreamError, UpstreamReset
 
 _IDEMPOTENT_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
-_CHUNK_END = b"0\r\n\r\n"
+_CLOSE = b"connection: close\r\n"
 
 
 class StreamAborted(Exception):
     """The backend failed after the response had started; the client connection was cut."""
 
-    def __init__(self, response: web.StreamResponse, error: UpstreamError) -> None:
+    def __init__(self, status: int, error: UpstreamError) -> None:
         super().__init__(str(error))
-        self.response = response
+        self.status = status
         self.error = error
 
 
-def body_framing(request: web.BaseRequest, max_body: int) -> bytes | None:
+def body_framing(request: IncomingRequest, max_body: int) -> bytes | None:
     """The framing header line for the upstream request, or None for no body."""
     length = request.content_length
     if length is not None:
         if length > max_body:
             raise BodyTooLarge(max_body)
-        return b"content-length: %d\r\n" % length
-    if request.body_exists:
+        return b"content-length: %d\r\n" % length if length else None
+    if request.chunked:
         return b"transfer-encoding: chunked\r\n"
     return None
 
 
+def upstream_head(
+    request: IncomingRequest, client: ClientConnection, framing: bytes | None
+) -> bytes:
+    connection = request.headers.get("connection")
+    return request_head(
+        request.method,
+        request.target,
+        request.raw_headers,
+        client_ip=client.remote,
+        scheme="http",
+        body_framing=framing,
+        also_drop=connection_tokens(connection) if connection else frozenset(),
+        upgrade=request.headers.get("upgrade") if request.upgrade else None,
+    )
+
+
 async def send_request(
-    request: web.BaseRequest,
+    request: IncomingRequest,
+    client: ClientConnection,
     target: BackendTarget,
-    client_ip: str | None,
     max_body: int,
     idle_timeout: float,
 ) -> UpstreamConnection:
     """Send the request (head and body) upstream; returns the connection awaiting its answer.
 
-    A reused keep-alive connection that turns out closed before anything was
-    answered is replaced once, but only for a body-less idempotent request.
+    A pooled connection found closed before use is replaced once, but only for a
+    body-less idempotent request (a write is never sent twice).
     """
     framing = body_framing(request, max_body)
-    also_drop = connection_tokens(request.headers.get("connection"))
-    head = request_head(
-        request.method,
-        request.raw_path,
-        request.raw_headers,
-        client_ip=client_ip,
-        scheme=request.scheme,
-        body_framing=framing,
-        also_drop=also_drop,
-    )
-    head_only = request.method == "HEAD"
+    head = upstream_head(request, client, framing)
     conn, reused = await target.pool.acquire()
     if reused and conn.closed and framing is None and request.method in _IDEMPOTENT_WITHOUT_BODY:
-        conn, reused = await target.pool.connect(), False
+        conn = await target.pool.connect()
     try:
         if conn.closed:
             raise UpstreamReset("pooled backend connection was closed")
-        conn.begin(head, head_request=head_only, response_timeout=target.response_timeout)
+        conn.begin(
+            head, head_request=request.method == "HEAD", response_timeout=target.response_timeout
+        )
         if framing is not None:
+            if request.expect_continue:
+                client.write(CONTINUE)
             await _send_body(
                 request,
                 conn,
-                chunked=framing[0:1] == b"t",
+                chunked=request.content_length is None,
                 max_body=max_body,
                 idle_timeout=idle_timeout,
             )
@@ -89,32 +97,24 @@ async def send_request(
 
 
 async def _send_body(
-    request: web.BaseRequest,
+    request: IncomingRequest,
     conn: UpstreamConnection,
     *,
     chunked: bool,
     max_body: int,
     idle_timeout: float,
 ) -> None:
-    content = request.content
-    sent = 0
-    while True:
-        async with asyncio.timeout(idle_timeout):
-            chunk = await content.readany()
-        if not chunk:
-            break
-        sent += len(chunk)
-        if sent > max_body:
+    body = request.body
+    while data := await body.read(idle_timeout):
+        if body.received > max_body:
             raise BodyTooLarge(max_body)
-        if chunked:
-            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-        else:
-            conn.write(chunk)
+        conn.write(chunk(data) if chunked else data)
         await conn.drain()
-        if conn.error() is not None:
-            raise conn.error()  # type: ignore[misc]
+        error = conn.error()
+        if error is not None:
+            raise error
     if chunked:
-        conn.write(_CHUNK_END)
+        conn.write(CHUNK_END)
 
 
 async def await_response(conn: UpstreamConnection) -> None:
@@ -129,42 +129,63 @@ async def await_response(conn: UpstreamConnection) -> None:
 
 
 async def relay_response(
-    request: web.BaseRequest,
+    request: IncomingRequest,
+    client: ClientConnection,
     conn: UpstreamConnection,
     target: BackendTarget,
-    extra_headers: tuple[tuple[str, str], ...],
-) -> web.StreamResponse:
-    """Answer the client with what the backend said; the connection goes back to the pool."""
-    headers = response_headers(conn.raw_headers)
-    for name, value in extra_headers:
-        headers.add(name, value)
-    if conn.complete and not conn.head_request:
+    extra_lines: bytes,
+) -> bool:
+    """Answer the client with what the backend said; True if the client connection may
+    stay open. The backend connection goes back to the pool when the exchange is whole."""
+    status = conn.status
+    head = status_line(status) + response_header_lines(conn.raw_headers) + extra_lines
+    if not request.keep_alive:
+        head += _CLOSE
+    declared = content_length(conn.raw_headers)
+    if has_no_body(status, request.method):
+        if declared is not None and status != 204:
+            head += b"content-length: %d\r\n" % declared
+        client.write(head + b"\r\n")
+        target.pool.release(conn)
+        return True
+    if conn.complete:
         body = conn.take_buffered_body()
         target.pool.release(conn)
-        return web.Response(status=conn.status, headers=headers, body=body)
-    response = web.StreamResponse(status=conn.status, headers=headers)
-    length = content_length(conn.raw_headers)
-    if length is not None:
-        response.content_length = length
+        client.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
+        return True
+    return await _stream_body(request, client, conn, target, head, declared)
+
+
+async def _stream_body(
+    request: IncomingRequest,
+    client: ClientConnection,
+    conn: UpstreamConnection,
+    target: BackendTarget,
+    head: bytes,
+    declared: int | None,
+) -> bool:
+    chunked = declared is None and request.version == "1.1"
+    if declared is not None:
+        head += b"content-length: %d\r\n" % declared
+    elif chunked:
+        head += b"transfer-encoding: chunked\r\n"
+    elif request.keep_alive:
+        head += _CLOSE  # an HTTP/1.0 client: the body ends when the connection does
+    client.write(head + b"\r\n")
     try:
-        await response.prepare(request)
-        while (chunk := await conn.next_chunk(target.idle_timeout)) is not None:
-            await response.write(chunk)
+        while (data := await conn.next_chunk(target.idle_timeout)) is not None:
+            client.write(chunk(data) if chunked else data)
+            await client.drain()
     except UpstreamError as error:
-        # Bytes already reached the client: all we can do honestly is cut the
-        # connection so it sees a truncated answer, never an appended error.
+        # Bytes already reached the client: cut the connection so it sees a
+        # truncated answer, never an error appended to a half-sent one.
         conn.close()
-        abort_client(request)
-        raise StreamAborted(response, error) from error
+        client.abort()
+        raise StreamAborted(conn.status, error) from error
     except BaseException:
         conn.close()
         raise
+    if chunked:
+        client.write(CHUNK_END)
     target.pool.release(conn)
-    await response.write_eof()
-    return response
-
-
-def abort_client(request: web.BaseRequest) -> None:
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
+    return declared is not None or chunked

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from multidict import CIMultiDict
-
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -28,17 +26,9 @@ HOP_BY_HOP = frozenset(
 _REFRAMED = frozenset({b"content-length", b"transfer-encoding"})
 _REQUEST_DROP = HOP_BY_HOP | {b"expect", b"content-length", b"x-forwarded-for", b"x-forwarded-host"}
 _RESPONSE_DROP = HOP_BY_HOP | _REFRAMED
+_UPGRADE_DROP = _RESPONSE_DROP - {b"connection", b"upgrade"}
 # Connection options that name no header.
 _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close"})
-
-
-def connection_named(raw_headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Header names listed in Connection (they are hop-by-hop too)."""
-    named: set[bytes] = set()
-    for name, value in raw_headers:
-        if name.lower() == b"connection":
-            named.update(token.strip().lower() for token in value.split(b",") if token.strip())
-    return frozenset(named)
 
 
 def connection_tokens(connection_value: str | None) -> frozenset[bytes]:
@@ -61,12 +51,14 @@ def request_head(
     scheme: str,
     body_framing: bytes | None,
     also_drop: frozenset[bytes] = frozenset(),
+    upgrade: str | None = None,
 ) -> bytes:
     """The upstream request head: the client's headers minus hop-by-hop, plus X-Forwarded-*.
 
     ``body_framing`` is the framing header line to add (``content-length: N`` or
     ``transfer-encoding: chunked``), or None for a request without a body.
     ``also_drop`` holds the names the client's Connection header listed.
+    ``upgrade`` keeps a protocol upgrade (``Upgrade: websocket``) in the request.
     """
     drop = _REQUEST_DROP | also_drop if also_drop else _REQUEST_DROP
     lines = [method.encode("latin-1"), b" ", target.encode("latin-1"), b" HTTP/1.1\r\n"]
@@ -89,6 +81,8 @@ def request_head(
         append(value)
         append(b"\r\n")
     _append_forwarded(lines, forwarded_for, host, has_proto, client_ip, scheme)
+    if upgrade is not None:
+        lines += [b"connection: upgrade\r\nupgrade: ", upgrade.encode("latin-1"), b"\r\n"]
     if body_framing is not None:
         append(body_framing)
     append(b"\r\n")
@@ -113,25 +107,32 @@ def _append_forwarded(
         lines += [b"x-forwarded-proto: ", scheme.encode("latin-1"), b"\r\n"]
 
 
-def response_headers(raw_headers: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
-    """The client-facing response headers: the backend's, minus hop-by-hop and framing.
+def response_header_lines(
+    raw_headers: list[tuple[bytes, bytes]], *, upgrade: bool = False
+) -> bytes:
+    """The backend's response header lines for the client, minus hop-by-hop and framing.
 
-    Repeated headers (Set-Cookie) stay repeated.
+    Repeated headers (Set-Cookie) stay repeated; names and values are passed on
+    byte for byte. With ``upgrade`` (a 101 answer) Connection and Upgrade are kept.
     """
-    kept: list[tuple[str, str]] = []
-    connection: list[tuple[bytes, bytes]] | None = None
+    drop = _UPGRADE_DROP if upgrade else _RESPONSE_DROP
+    lines: list[bytes] = []
+    append = lines.append
+    named: frozenset[bytes] = frozenset()
     for name, value in raw_headers:
         lower = name.lower()
-        if lower in _RESPONSE_DROP:
+        if lower in drop:
             if lower == b"connection" and value.lower() not in _CONNECTION_OPTIONS:
-                connection = [*(connection or ()), (name, value)]
+                named = named | connection_tokens(value.decode("latin-1"))
             continue
-        kept.append((name.decode("latin-1"), value.decode("latin-1")))
-    headers: CIMultiDict[str] = CIMultiDict(kept)
-    if connection is not None:
-        for named in connection_named(connection) - _CONNECTION_OPTIONS:
-            headers.popall(named.decode("latin-1"), None)
-    return headers
+        append(name)
+        append(b": ")
+        append(value)
+        append(b"\r\n")
+    if named and not upgrade:
+        kept = [(n, v) for n, v in raw_headers if n.lower() not in named | {b"connection"}]
+        return response_header_lines(kept)
+    return b"".join(lines)
 
 
 def content_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:

@@ -8,8 +8,6 @@ from typing import Any
 
 import orjson
 import structlog
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
 
 
 def _dumps(value: Any, **_: Any) -> str:
@@ -45,18 +43,3 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
-
-
-class AccessLogger(AbstractAccessLogger):
-    """One JSON line per request; only installed when `access_log: true`."""
-
-    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        structlog.get_logger("turnout.access").info(
-            "access",
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            backend=response.headers.get("x-turnout-backend"),
-            seconds=round(time, 6),
-            remote=request.remote,
-        )

@@ -1,36 +1,33 @@
-"""The proxy listener: match → decide → forward → observe, on aiohttp's low-level server.
+"""The proxy listener: match → decide → forward → observe.
 
-aiohttp's low-level ``web.Server`` (no Application, router or middlewares) parses
-requests with its C parser; ``ProxyService.handle`` is the whole hot path. It
-reads ``self.table`` once per request, so a reload (one reference swap) never
-changes the config under a request in flight.
+``ProxyService.handle`` is the whole hot path. It reads ``self.table`` once per
+request, so a reload (one reference swap) never changes the config under a
+request in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from time import perf_counter
-from typing import Any
 
-import aiohttp
 import structlog
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
-from aiohttp.web_protocol import RequestHandler
 
-from proxy.decide import LEGACY, decide
-from proxy.errors import BodyTooLarge, error_response, upstream_error_response
+from proxy.decide import BACKEND_NAMES, LEGACY, decide
+from proxy.downstream import ClientConnection, ConnectionLimits, IncomingRequest
+from proxy.errors import BodyTooLarge
 from proxy.forwarding import StreamAborted, await_response, relay_response, send_request
 from proxy.identity import STICKY_COOKIE
-from proxy.log import AccessLogger
+from proxy.responses import error_bytes
 from proxy.stats import Stats
-from proxy.table import CompiledRoute, PoolRegistry, RoutingTable
+from proxy.table import BackendTarget, PoolRegistry, RoutingTable
+from proxy.tunnel import open_tunnel
 from proxy.upstream import UpstreamError
-from proxy.websocket import is_websocket_upgrade, new_session, proxy_websocket
 
-BACKEND_HEADER = "x-turnout-backend"
-_COOKIE_ATTRIBUTES = "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
+_COOKIE_ATTRIBUTES = b"; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax\r\n"
+_BACKEND_LINES = tuple(b"x-turnout-backend: %b\r\n" % name.encode() for name in BACKEND_NAMES)
 _log = structlog.get_logger("turnout.proxy")
+_access_log = structlog.get_logger("turnout.access")
 
 
 class ProxyService:
@@ -40,93 +37,99 @@ class ProxyService:
         self.table = table
         self.stats = stats
         self.pools = pools
-        self._runner: web.ServerRunner | None = None
-        self._ws_session: aiohttp.ClientSession | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[ClientConnection] = set()
 
     def swap_table(self, table: RoutingTable) -> None:
         """Make ``table`` active for new requests; in-flight ones keep theirs."""
         self.table = table
         self.pools.retire_unused(table)
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: IncomingRequest, client: ClientConnection) -> bool:
+        """Serve one request; returns whether the client connection may stay open."""
         table = self.table
-        raw_path = request.raw_path
-        query_at = raw_path.find("?")
-        path = raw_path if query_at < 0 else raw_path[:query_at]
         headers = request.headers
-        remote = request.remote
-        index = table.matcher.match(request.method, path, headers)
-        assigned_key: str | None = None
+        index = table.matcher.match(request.method, request.path, headers)
+        extra = b""
         if index is None:
             route, backend = table.unmatched, LEGACY
         else:
             route = table.routes[index]
             assert route.flag is not None
             backend, assigned_key = decide(
-                route.flag, table.identity, headers, remote, table.force_header
+                route.flag, table.identity, headers, client.remote, table.force_header
             )
-        extra: tuple[tuple[str, str], ...] = ((BACKEND_HEADER, table.backends[backend].name),)
-        if assigned_key is not None:
-            extra += (("Set-Cookie", f"{STICKY_COOKIE}={assigned_key}{_COOKIE_ATTRIBUTES}"),)
-        if is_websocket_upgrade(headers):
-            return await self._websocket(request, route, backend, extra, remote)
-        return await self._forward(request, table, route, backend, remote, extra)
+            if assigned_key is not None:
+                extra = b"set-cookie: %b=%b%b" % (
+                    STICKY_COOKIE.encode(),
+                    assigned_key.encode(),
+                    _COOKIE_ATTRIBUTES,
+                )
+        extra += _BACKEND_LINES[backend]
+        target = table.backends[backend]
+        started = perf_counter()
+        status, keep_open = await self._forward(request, client, table, target, extra)
+        elapsed = perf_counter() - started
+        route.series[backend].observe(request.method, status, elapsed)
+        if table.config.access_log:
+            self._log_access(request, client, target.name, status, elapsed)
+        return keep_open
 
     async def _forward(
         self,
-        request: web.BaseRequest,
+        request: IncomingRequest,
+        client: ClientConnection,
         table: RoutingTable,
-        route: CompiledRoute,
-        backend: int,
-        remote: str | None,
-        extra: tuple[tuple[str, str], ...],
-    ) -> web.StreamResponse:
-        target = table.backends[backend]
+        target: BackendTarget,
+        extra: bytes,
+    ) -> tuple[int, bool]:
+        """(status sent to the client, whether its connection may stay open)."""
         limits = table.config.limits
-        started = perf_counter()
-        response: web.StreamResponse
         try:
+            if request.upgrade:
+                return await open_tunnel(request, client, target, extra), False
             conn = await send_request(
-                request, target, remote, limits.max_body_bytes, limits.client_idle_timeout
+                request, client, target, limits.max_body_bytes, limits.client_idle_timeout
             )
             await await_response(conn)
             if conn.status >= 500:
                 self.stats.count_upstream_error(target.name, "5xx")
-            response = await relay_response(request, conn, target, extra)
+            elif self.stats.backend_up[target.name] == 0:
+                self.stats.backend_up[target.name] = 1
+            return conn.status, await relay_response(request, client, conn, target, extra)
         except UpstreamError as error:
             self._count_failure(target.name, error)
-            response = upstream_error_response(target.name, error)
-            response.headers.extend(extra)
+            return self._answer_upstream_error(client, target.name, error, extra), False
         except StreamAborted as aborted:
             self._count_failure(target.name, aborted.error)
-            response = aborted.response
+            return aborted.status, False
         except BodyTooLarge as error:
-            response = error_response(413, "body_too_large", str(error))
-            response.force_close()
-        except (asyncio.CancelledError, ConnectionError):
-            raise  # the client went away; aiohttp closes the connection
+            client.write(error_bytes(413, "body_too_large", str(error), close=True, extra=extra))
+            return 413, False
+        except TimeoutError:
+            client.write(error_bytes(408, "request_timeout", "request body too slow", close=True))
+            return 408, False
+        except ConnectionError:
+            return 499, False  # the client went away; nothing left to answer
         except Exception as error:
             _log.exception("proxy_failed", backend=target.name, error=repr(error))
-            response = error_response(500, "internal_error", "internal proxy error")
-            response.headers.extend(extra)
-        route.series[backend].observe(request.method, response.status, perf_counter() - started)
-        return response
+            client.write(error_bytes(500, "internal_error", "internal proxy error", close=True))
+            return 500, False
 
-    async def _websocket(
-        self,
-        request: web.BaseRequest,
-        route: CompiledRoute,
-        backend: int,
-        extra: tuple[tuple[str, str], ...],
-        remote: str | None,
-    ) -> web.StreamResponse:
-        if self._ws_session is None:
-            self._ws_session = new_session()
-        started = perf_counter()
-        target = self.table.backends[backend]
-        response = await proxy_websocket(request, target, self._ws_session, extra, remote)
-        route.series[backend].observe(request.method, response.status, perf_counter() - started)
-        return response
+    def _answer_upstream_error(
+        self, client: ClientConnection, backend: str, error: UpstreamError, extra: bytes
+    ) -> int:
+        """502 for an unreachable or broken backend, 504 for one that did not answer in time."""
+        if error.kind == "timeout":
+            status, code = 504, "backend_timeout"
+        elif error.kind == "connect_error":
+            status, code = 502, "backend_unreachable"
+        else:
+            status, code = 502, "backend_error"
+        client.write(
+            error_bytes(status, code, f"{backend} backend: {error}", close=True, extra=extra)
+        )
+        return status
 
     def _count_failure(self, backend: str, error: UpstreamError) -> None:
         self.stats.count_upstream_error(backend, error.kind)
@@ -134,67 +137,55 @@ class ProxyService:
             self.stats.backend_up[backend] = 0
         _log.warning("upstream_error", backend=backend, kind=error.kind, error=str(error))
 
+    def _log_access(
+        self,
+        request: IncomingRequest,
+        client: ClientConnection,
+        backend: str,
+        status: int,
+        elapsed: float,
+    ) -> None:
+        _access_log.info(
+            "access",
+            method=request.method,
+            path=request.path,
+            status=status,
+            backend=backend,
+            seconds=round(elapsed, 6),
+            remote=client.remote,
+        )
+
     # -- lifecycle ---------------------------------------------------------
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Start listening; returns the bound port (useful with port 0)."""
-        config = self.table.config
-        limits = config.limits
-        server = _ProxyHttpServer(
-            self.handle,
-            handler_cancellation=True,
-            access_log_class=AccessLogger,
-            access_log=_log if config.access_log else None,
-            max_line_size=limits.max_line_bytes,
-            max_field_size=limits.max_header_bytes,
-            max_headers=128,
-            keepalive_timeout=limits.client_idle_timeout,
+        limits = self.table.config.limits
+        connection_limits = ConnectionLimits(
+            max_head_bytes=limits.max_header_bytes,
+            max_line_bytes=limits.max_line_bytes,
+            idle_timeout=limits.client_idle_timeout,
         )
-        self._runner = web.ServerRunner(server, shutdown_timeout=config.drain_timeout)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_port=reuse_port, backlog=1024)
-        await site.start()
-        bound = self._runner.addresses[0]
-        return int(bound[1])
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self.handle, connection_limits, self._connections),
+            host,
+            port,
+            reuse_port=reuse_port or None,
+            backlog=1024,
+        )
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to drain_timeout), close pools."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._ws_session is not None:
-            await self._ws_session.close()
-            self._ws_session = None
+        if self._server is not None:
+            self._server.close()
+            deadline = time.monotonic() + self.table.config.drain_timeout
+            while self._connections and time.monotonic() < deadline:
+                for conn in list(self._connections):
+                    conn.draining = True
+                    if conn.idle:
+                        conn.close()
+                await asyncio.sleep(0.05)
+            for conn in list(self._connections):
+                conn.abort()
+            self._server = None
         self.pools.close()
-
-
-class _ProxyRequestHandler(RequestHandler):
-    """aiohttp's connection handler, answering its own parse errors as JSON 4xx."""
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; cannot send an error")
-        if isinstance(exc, LineTooLong):
-            response = error_response(431, "header_too_large", "request header is too large")
-        elif isinstance(exc, HttpProcessingError):
-            text = str(exc.message) if exc.message else "malformed request"
-            if "too many headers" in text.lower():
-                response = error_response(431, "too_many_headers", text)
-            else:
-                response = error_response(400, "bad_request", text)
-        else:
-            _log.error("handler_failed", error=repr(exc), exc_info=exc)
-            response = error_response(500, "internal_error", "internal proxy error")
-        response.force_close()
-        return response
-
-
-class _ProxyHttpServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        kwargs: dict[str, Any] = self._kwargs
-        return _ProxyRequestHandler(self, loop=self._loop, **kwargs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -62,6 +63,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset_exchange()
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        # After a 101 answer the connection becomes a byte tunnel (proxy.tunnel).
+        self.upgraded = False
+        self.tunnel_sink: Callable[[bytes], None] | None = None
+        self.tunnel_backlog = bytearray()
+        self.on_close: Callable[[], None] | None = None
 
     def _reset_exchange(self) -> None:
         self.status = 0
@@ -75,7 +82,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._chunk_waiter: asyncio.Future[None] | None = None
         self._error: UpstreamError | None = None
         self._read_paused = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # when the awaited response head is due; 0 = none awaited
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -87,10 +94,17 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes while idle: the backend is confused or closing; never reuse.
             self.close()
             return
+        if self.tunnel_sink is not None:
+            self.tunnel_sink(data)
+            return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(UpstreamReset("backend switched protocols unexpectedly"))
+        except httptools.HttpParserUpgrade as upgrade:
+            if self.status != 101:
+                self._fail(UpstreamReset("backend switched protocols unexpectedly"))
+                return
+            self.tunnel_backlog += data[int(upgrade.args[0]) :]
+            self.upgraded = True
         except httptools.HttpParserError as exc:
             self._fail(UpstreamReset(f"invalid HTTP response from backend: {exc}"))
 
@@ -99,11 +113,18 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.headers_done is not None and not self.complete:
-            self._fail(UpstreamReset("backend closed the connection"))
+        if self.headers_done is not None and not self.complete and not self.upgraded:
+            if self._ends_at_close():
+                self.keep_alive = False
+                self._finish_message()
+            else:
+                self._fail(UpstreamReset("backend closed the connection"))
+        if self.on_close is not None:
+            self.on_close()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(UpstreamReset("backend closed the connection"))
+            waiter.exception()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -126,9 +147,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.status = status
         self.keep_alive = bool(self._parser.should_keep_alive())
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = 0.0
         if self.head_request:
             # llhttp does not know the request was HEAD and would wait for a body.
             self._parser = httptools.HttpResponseParser(self)
@@ -159,7 +178,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset_exchange()
         self.head_request = head_request
         self.headers_done = self._loop.create_future()
-        self._timer = self._loop.call_later(response_timeout, self._on_response_timeout)
+        # One lazily re-armed timer per connection rather than one per request.
+        self._deadline = self._loop.time() + response_timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._on_response_timeout)
         assert self.transport is not None
         self.transport.write(head)
 
@@ -213,6 +235,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None:
             self.transport.abort()
 
@@ -232,17 +257,34 @@ class UpstreamConnection(asyncio.Protocol):
             started = self.headers_done is not None and self.headers_done.done()
             error.response_started = started
             self._error = error
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = 0.0
         waiter = self.headers_done
         if waiter is not None and not waiter.done():
             waiter.set_exception(self._error)
+            waiter.exception()  # nobody may be waiting any more (client gone): don't log
         self._wake_reader()
         self.close()
 
+    def _ends_at_close(self) -> bool:
+        """A response with neither Content-Length nor chunked framing ends at EOF."""
+        if not self.headers_done or not self.headers_done.done() or self._error is not None:
+            return False
+        for name, value in self.raw_headers:
+            lower = name.lower()
+            if lower == b"content-length" or (
+                lower == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                return False
+        return True
+
     def _on_response_timeout(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline == 0.0 or self.closed:
+            return
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._on_response_timeout)
+            return
         self._fail(UpstreamTimeout("backend did not answer in time"))
 
     def _on_idle_timeout(self) -> None:
