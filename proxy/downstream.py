@@ -102,6 +102,7 @@ class IncomingRequest:
         "headers",
         "keep_alive",
         "method",
+        "pending_bytes",
         "raw_headers",
         "target",
         "upgrade",
@@ -120,6 +121,7 @@ class IncomingRequest:
         self.keep_alive = True
         self.upgrade = False
         self.head_bytes = 0
+        self.pending_bytes = 0
         self.body = RequestBody(conn)
 
     @property
@@ -205,10 +207,11 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self._reject(400, "bad_request", f"malformed request: {error}")
         else:
+            # llhttp buffers a header line until it is whole: bound a line that never ends.
             head = self._parsing
             if head is not None and not head.method:
-                head.head_bytes += len(data)
-                if head.head_bytes > self._limits.max_head_bytes:
+                head.pending_bytes += len(data)
+                if head.pending_bytes > 2 * self._limits.max_head_bytes:
                     self._reject(431, "header_too_large", "request header is too large")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -245,6 +248,7 @@ class ClientConnection(asyncio.Protocol):
         self._url += url
         if len(self._url) > self._limits.max_line_bytes:
             raise Rejection(414, "uri_too_long", "request target is too long")
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         head = self._parsing
@@ -252,11 +256,17 @@ class ClientConnection(asyncio.Protocol):
         head.raw_headers.append((name, value))
         if len(head.raw_headers) > _MAX_HEADERS:
             raise Rejection(431, "too_many_headers", "too many request headers")
-        if len(name) + len(value) > self._limits.max_head_bytes:
-            raise Rejection(431, "header_too_large", "request header is too large")
+        self._count_head(len(name) + len(value) + 4)
         lower = name.decode("latin-1").lower()
         if lower not in head.headers:
             head.headers[lower] = value.decode("latin-1")
+
+    def _count_head(self, size: int) -> None:
+        head = self._parsing
+        assert head is not None
+        head.head_bytes += size
+        if head.head_bytes > self._limits.max_head_bytes:
+            raise Rejection(431, "header_too_large", "request header is too large")
 
     def on_headers_complete(self) -> None:
         head = self._parsing

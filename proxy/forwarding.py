@@ -35,7 +35,7 @@ def body_framing(request: IncomingRequest, max_body: int) -> bytes | None:
     if length is not None:
         if length > max_body:
             raise BodyTooLarge(max_body)
-        return b"content-length: %d\r\n" % length if length else None
+        return b"content-length: %d\r\n" % length
     if request.chunked:
         return b"transfer-encoding: chunked\r\n"
     return None
@@ -44,7 +44,15 @@ def body_framing(request: IncomingRequest, max_body: int) -> bytes | None:
 def upstream_head(
     request: IncomingRequest, client: ClientConnection, framing: bytes | None
 ) -> bytes:
-    connection = request.headers.get("connection")
+    also_drop: frozenset[bytes] = frozenset()
+    if "connection" in request.headers:  # every Connection line counts, not just the first
+        also_drop = also_drop.union(
+            *(
+                connection_tokens(value.decode("latin-1"))
+                for name, value in request.raw_headers
+                if name.lower() == b"connection"
+            )
+        )
     return request_head(
         request.method,
         request.target,
@@ -52,7 +60,7 @@ def upstream_head(
         client_ip=client.remote,
         scheme="http",
         body_framing=framing,
-        also_drop=connection_tokens(connection) if connection else frozenset(),
+        also_drop=also_drop,
         upgrade=request.headers.get("upgrade") if request.upgrade else None,
     )
 
@@ -81,7 +89,7 @@ async def send_request(
             head, head_request=request.method == "HEAD", response_timeout=target.response_timeout
         )
         if framing is not None:
-            if request.expect_continue:
+            if request.expect_continue and request.has_body:
                 client.write(CONTINUE)
             await _send_body(
                 request,
