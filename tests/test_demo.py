@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -298,3 +299,27 @@ def test_demo_config_topology_and_symlink() -> None:
     }  # fmt: skip
     with pytest.raises(ValueError):
         parse_topology({"listen": "127.0.0.1:1"})
+
+
+async def test_turnout_demo_runs_end_to_end_and_exits_zero() -> None:
+    """`turnout demo --duration 3` as a user runs it: real backends, proxy process, traffic."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        "demo",
+        "--duration",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    output = stdout.decode()
+    assert "Turnout demo summary" in output
+    shares = {
+        line.split()[0]: int(line.split()[1])
+        for line in output.splitlines()
+        if line.startswith(("legacy ", "new "))
+    }
+    assert shares["legacy"] > 0 and shares["new"] > 0
