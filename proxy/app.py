@@ -55,8 +55,8 @@ def warn_if_slow_parser() -> None:
         _log.error(
             "aiohttp_c_parser_missing",
             message="aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS set, or no "
-            "compiled wheel for this platform): the proxy is ~1.5x slower and exposed to "
-            "advisories that only affect the pure-Python parser",
+            "compiled wheel for this platform): the admin API runs on the pure-Python "
+            "parser, slower and exposed to advisories that only affect it",
         )
 
 
