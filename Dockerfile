@@ -5,8 +5,7 @@
 #       -v "$PWD/config/turnout.yaml:/etc/turnout/config.yaml:ro" \
 #       -e TURNOUT_ADMIN_TOKEN=... turnout
 #
-# The config is mounted at /etc/turnout/config.yaml (read-only is fine: Turnout
-# reloads it on SIGHUP and when the file changes, e.g. a Kubernetes ConfigMap).
+# The config is mounted at /etc/turnout/config.yaml (read-only is fine).
 # Inside a container the config must listen on 0.0.0.0, e.g.
 #   listen: 0.0.0.0:8080
 #   admin: {listen: 0.0.0.0:9901}     # for Prometheus scraping from outside
