@@ -16,7 +16,8 @@ from aiohttp import web
 
 from proxy.admin import start_admin
 from proxy.config import Config
-from proxy.config_loader import ConfigError, config_hash, parse_config
+from proxy.config_loader import ConfigError, config_hash, load_config, parse_config
+from proxy.health import HealthChecker, HealthRegistry
 from proxy.metrics import ControlState
 from proxy.server import ProxyService
 from proxy.stats import Snapshot, Stats
@@ -38,8 +39,6 @@ def read_config(path: str) -> LoadedConfig:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except (OSError, UnicodeDecodeError):
-        from proxy.config_loader import load_config
-
         load_config(path)  # raises the loader's own, well-worded ConfigError
         raise
     return LoadedConfig(parse_config(text, path), config_hash(text), path)
@@ -68,7 +67,18 @@ class Turnout:
         self.stats = Stats()
         self.pools = PoolRegistry()
         table = compile_table(loaded.config, loaded.hash, self.stats, self.pools)
-        self.service = ProxyService(table, self.stats, self.pools)
+        backends = loaded.config.backends
+        self.health = HealthRegistry(
+            backends.legacy.outlier_detection, backends.new.outlier_detection
+        )
+        self.checkers = [
+            HealthChecker(health, backend, backend.health)
+            for health, backend in zip(
+                self.health.backends, (backends.legacy, backends.new), strict=True
+            )
+            if backend.health is not None
+        ]
+        self.service = ProxyService(table, self.stats, self.pools, self.health)
         self.reloads = {"success": 1, "failure": 0}
         self.last_reload_success = time.time()
         self.proxy_port = 0
@@ -81,6 +91,7 @@ class Turnout:
         return self.service.table
 
     async def snapshot(self) -> Snapshot:
+        self.stats.backend_up = self.health.up()
         return self.stats.snapshot()
 
     def control_state(self) -> ControlState:
@@ -91,11 +102,13 @@ class Turnout:
         )
 
     def ready(self) -> bool:
-        return self.proxy_port != 0 and any(self.stats.backend_up.values())
+        return self.proxy_port != 0 and any(self.health.up().values())
 
     # -- lifecycle ----------------------------------------------------------
     async def start(self, *, reuse_port: bool = False, admin: bool = True) -> None:
         config = self.loaded.config
+        for checker in self.checkers:
+            checker.start()
         self.proxy_port = await self.service.start(
             config.listen.host, config.listen.port, reuse_port=reuse_port
         )
@@ -109,6 +122,8 @@ class Turnout:
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
+        for checker in self.checkers:
+            await checker.stop()
         await self.service.stop()
 
     def log_startup(self, workers: int) -> None:

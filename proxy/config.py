@@ -108,11 +108,25 @@ class HealthCheck(_Model):
         return value
 
 
+class OutlierDetection(_Model):
+    """Passive ejection, as Envoy's ``consecutive_5xx``: after this many failures in a
+    row (connect errors, timeouts, 5xx) the backend is ejected for
+    ``base_ejection_time`` times the number of ejections so far, at most
+    ``max_ejection_time``."""
+
+    consecutive_failures: int = Field(default=5, ge=1)
+    base_ejection_time: PositiveDuration = 30.0
+    max_ejection_time: PositiveDuration = 300.0
+
+
 class BackendConfig(_Model):
     url: str
     """``http(s)://host[:port]``, stored without a trailing slash."""
     timeouts: Timeouts = Timeouts()
-    health: HealthCheck = HealthCheck()
+    health: HealthCheck | None = None
+    """Active health checks; none unless configured (a backend without the
+    endpoint would otherwise be marked down)."""
+    outlier_detection: OutlierDetection = OutlierDetection()
     max_connections: int = Field(default=512, ge=1)
 
     @field_validator("url")

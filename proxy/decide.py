@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from proxy.bucketing import bucket_of, flag_seed, random_sticky_key, threshold_for
+from proxy.bucketing import BUCKETS, bucket_of, flag_seed, random_sticky_key, threshold_for
 from proxy.config import FlagConfig
+from proxy.fallback import FallbackBudget, FallbackPolicy
 from proxy.identity import IdentityReader
 
 LEGACY = 0
@@ -37,6 +38,8 @@ class FlagRule:
     legacy_users: frozenset[str]
     legacy_tenants: frozenset[str]
     config: FlagConfig
+    fallback: FallbackPolicy | None
+    budget: FallbackBudget | None
 
     @classmethod
     def from_config(cls, name: str, config: FlagConfig) -> FlagRule:
@@ -51,6 +54,10 @@ class FlagRule:
             legacy_users=frozenset(targeting.legacy.users),
             legacy_tenants=frozenset(targeting.legacy.tenants),
             config=config,
+            fallback=FallbackPolicy.from_config(config.fallback) if config.fallback else None,
+            budget=FallbackBudget(config.fallback.budget_percent / 100)
+            if config.fallback
+            else None,
         )
 
     @property
@@ -120,6 +127,6 @@ def decide(
             assigned = None
     if threshold <= 0:
         return LEGACY, assigned
-    if threshold >= 10_000:
+    if threshold >= BUCKETS:
         return NEW, assigned
     return (NEW if bucket_of(key, flag.seed) < threshold else LEGACY), assigned

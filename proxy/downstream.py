@@ -95,6 +95,7 @@ class IncomingRequest:
 
     __slots__ = (
         "body",
+        "body_started",
         "chunked",
         "content_length",
         "expect_continue",
@@ -104,6 +105,7 @@ class IncomingRequest:
         "method",
         "pending_bytes",
         "raw_headers",
+        "replay_chunks",
         "target",
         "upgrade",
         "version",
@@ -123,6 +125,9 @@ class IncomingRequest:
         self.head_bytes = 0
         self.pending_bytes = 0
         self.body = RequestBody(conn)
+        self.body_started = False
+        # The body as sent so far, kept for a fallback replay (None: not kept).
+        self.replay_chunks: list[bytes] | None = None
 
     @property
     def path(self) -> str:

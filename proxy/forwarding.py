@@ -9,12 +9,18 @@ response byte reached the client.
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
+
 from proxy.downstream import ClientConnection, IncomingRequest
 from proxy.errors import BodyTooLarge
 from proxy.headers import connection_tokens, content_length, request_head, response_header_lines
 from proxy.responses import CHUNK_END, CONTINUE, chunk, has_no_body, status_line
 from proxy.table import BackendTarget
-from proxy.upstream import UpstreamConnection, UpstreamError, UpstreamReset
+from proxy.upstream import UpstreamConnection, UpstreamError, UpstreamReset, UpstreamTimeout
+
+_log = structlog.get_logger("turnout.forwarding")
 
 _IDEMPOTENT_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 _CLOSE = b"connection: close\r\n"
@@ -69,27 +75,39 @@ async def send_request(
     request: IncomingRequest,
     client: ClientConnection,
     target: BackendTarget,
+    *,
     max_body: int,
     idle_timeout: float,
+    deadline: float,
+    replay_limit: int = 0,
 ) -> UpstreamConnection:
     """Send the request (head and body) upstream; returns the connection awaiting its answer.
 
+    ``deadline`` (loop time) bounds connecting and waiting for the response head,
+    together with the backend's own timeouts. With ``replay_limit`` the body is
+    kept, up to that many bytes, so that a fallback can send it again.
     A pooled connection found closed before use is replaced once, but only for a
     body-less idempotent request (a write is never sent twice).
     """
     framing = body_framing(request, max_body)
     head = upstream_head(request, client, framing)
-    conn, reused = await target.pool.acquire()
+    remaining = deadline - asyncio.get_running_loop().time()
+    if remaining <= 0:
+        raise UpstreamTimeout("request_timeout passed before the backend was tried")
+    conn, reused = await target.pool.acquire(min(target.connect_timeout, remaining))
     if reused and conn.closed and framing is None and request.method in _IDEMPOTENT_WITHOUT_BODY:
-        conn = await target.pool.connect()
+        conn = await target.pool.connect(min(target.connect_timeout, remaining))
     try:
         if conn.closed:
             raise UpstreamReset("pooled backend connection was closed")
         conn.begin(
-            head, head_request=request.method == "HEAD", response_timeout=target.response_timeout
+            head,
+            head_request=request.method == "HEAD",
+            response_timeout=min(target.response_timeout, remaining),
         )
         if framing is not None:
             if request.expect_continue and request.has_body:
+                request.expect_continue = False  # answered once, even if replayed
                 client.write(CONTINUE)
             await _send_body(
                 request,
@@ -97,11 +115,17 @@ async def send_request(
                 chunked=request.content_length is None,
                 max_body=max_body,
                 idle_timeout=idle_timeout,
+                replay_limit=replay_limit,
             )
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def can_replay_body(request: IncomingRequest) -> bool:
+    """True while the body is untouched, or was kept whole so far for a replay."""
+    return not request.body_started or request.replay_chunks is not None
 
 
 async def _send_body(
@@ -111,12 +135,29 @@ async def _send_body(
     chunked: bool,
     max_body: int,
     idle_timeout: float,
+    replay_limit: int,
 ) -> None:
+    def send(data: bytes) -> None:
+        conn.write(chunk(data) if chunked else data)
+
+    if request.body_started:  # a replay: what was kept first, then the rest
+        for data in request.replay_chunks or ():
+            send(data)
+    else:
+        request.body_started = True
+        request.replay_chunks = [] if replay_limit else None
     body = request.body
     while data := await body.read(idle_timeout):
         if body.received > max_body:
             raise BodyTooLarge(max_body)
-        conn.write(chunk(data) if chunked else data)
+        kept = request.replay_chunks
+        if kept is not None:
+            if body.received > replay_limit:
+                request.replay_chunks = None
+                _log.info("fallback_body_not_kept", limit=replay_limit)
+            else:
+                kept.append(data)
+        send(data)
         await conn.drain()
         error = conn.error()
         if error is not None:

@@ -13,19 +13,28 @@ from time import perf_counter
 
 import structlog
 
-from proxy.decide import BACKEND_NAMES, LEGACY, decide
+from proxy.decide import BACKEND_NAMES, LEGACY, FlagRule, decide
 from proxy.downstream import ClientConnection, ConnectionLimits, IncomingRequest
 from proxy.errors import BodyTooLarge
-from proxy.forwarding import StreamAborted, await_response, relay_response, send_request
+from proxy.fallback import FallbackPolicy
+from proxy.forwarding import (
+    StreamAborted,
+    await_response,
+    can_replay_body,
+    relay_response,
+    send_request,
+)
+from proxy.health import HealthRegistry
 from proxy.identity import STICKY_COOKIE
 from proxy.responses import error_bytes
 from proxy.stats import Stats
-from proxy.table import BackendTarget, PoolRegistry, RoutingTable
+from proxy.table import UNMATCHED_FLAG, PoolRegistry, RoutingTable
 from proxy.tunnel import open_tunnel
-from proxy.upstream import UpstreamError
+from proxy.upstream import UpstreamConnection, UpstreamError
 
 _COOKIE_ATTRIBUTES = b"; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax\r\n"
 _BACKEND_LINES = tuple(b"x-turnout-backend: %b\r\n" % name.encode() for name in BACKEND_NAMES)
+_FALLBACK_LINE = b"x-turnout-fallback: 1\r\n"
 _log = structlog.get_logger("turnout.proxy")
 _access_log = structlog.get_logger("turnout.access")
 
@@ -33,10 +42,13 @@ _access_log = structlog.get_logger("turnout.access")
 class ProxyService:
     """Owns the active routing table, the counters and the backend pools of one process."""
 
-    def __init__(self, table: RoutingTable, stats: Stats, pools: PoolRegistry) -> None:
+    def __init__(
+        self, table: RoutingTable, stats: Stats, pools: PoolRegistry, health: HealthRegistry
+    ) -> None:
         self.table = table
         self.stats = stats
         self.pools = pools
+        self.health = health
         self._server: asyncio.Server | None = None
         self._connections: set[ClientConnection] = set()
 
@@ -50,73 +62,174 @@ class ProxyService:
         table = self.table
         headers = request.headers
         index = table.matcher.match(request.method, request.path, headers)
-        extra = b""
+        cookie = b""
+        flag = None
         if index is None:
             route, backend = table.unmatched, LEGACY
         else:
             route = table.routes[index]
-            assert route.flag is not None
+            flag = route.flag
+            assert flag is not None
             backend, assigned_key = decide(
-                route.flag, table.identity, headers, client.remote, table.force_header
+                flag, table.identity, headers, client.remote, table.force_header
             )
             if assigned_key is not None:
-                extra = b"set-cookie: %b=%b%b" % (
+                cookie = b"set-cookie: %b=%b%b" % (
                     STICKY_COOKIE.encode(),
                     assigned_key.encode(),
                     _COOKIE_ATTRIBUTES,
                 )
-        extra += _BACKEND_LINES[backend]
-        target = table.backends[backend]
+        if self.health.degraded:
+            backend = self._avoid_unusable(flag, backend)
         started = perf_counter()
-        status, keep_open = await self._forward(request, client, table, target, extra)
+        status, keep_open, backend = await self._exchange(
+            request, client, table, flag, backend, cookie
+        )
         elapsed = perf_counter() - started
         route.series[backend].observe(request.method, status, elapsed)
         if table.config.access_log:
-            self._log_access(request, client, target.name, status, elapsed)
+            self._log_access(request, client, BACKEND_NAMES[backend], status, elapsed)
         return keep_open
 
-    async def _forward(
+    def _avoid_unusable(self, flag: FlagRule | None, backend: int) -> int:
+        """Step 5: not an ejected/unhealthy backend while the other is usable (a failover)."""
+        chosen, failover = self.health.choose(backend, time.monotonic())
+        if failover:
+            self._count_fallback(flag, backend, chosen, "ejected")
+        return chosen
+
+    async def _exchange(
         self,
         request: IncomingRequest,
         client: ClientConnection,
         table: RoutingTable,
-        target: BackendTarget,
-        extra: bytes,
-    ) -> tuple[int, bool]:
-        """(status sent to the client, whether its connection may stay open)."""
-        limits = table.config.limits
+        flag: FlagRule | None,
+        backend: int,
+        cookie: bytes,
+    ) -> tuple[int, bool, int]:
+        """(status sent, whether the client connection may stay open, backend that answered)."""
+        if request.upgrade:
+            target = table.backends[backend]
+            lines = cookie + _BACKEND_LINES[backend]
+            try:
+                return await open_tunnel(request, client, target, lines), False, backend
+            except UpstreamError as error:
+                self._count_failure(backend, error)
+                return self._answer_error(client, target.name, error, lines), False, backend
+        policy = flag.fallback if flag is not None else None
+        now = asyncio.get_running_loop().time()
+        deadline = now + table.config.request_timeout
+        if flag is not None and flag.budget is not None:
+            flag.budget.count_request(now)
+        fell_back = False
         try:
-            if request.upgrade:
-                return await open_tunnel(request, client, target, extra), False
-            conn = await send_request(
-                request, client, target, limits.max_body_bytes, limits.client_idle_timeout
-            )
-            await await_response(conn)
-            if conn.status >= 500:
-                self.stats.count_upstream_error(target.name, "5xx")
-            elif self.stats.backend_up[target.name] == 0:
-                self.stats.backend_up[target.name] = 1
-            return conn.status, await relay_response(request, client, conn, target, extra)
+            try:
+                conn = await self._attempt(request, client, table, backend, deadline, policy)
+            except UpstreamError as error:
+                if not self._may_replay(
+                    flag,
+                    request,
+                    policy is not None and policy.covers_error(error.kind, request.method),
+                ):
+                    raise
+                backend = self._fall_back(flag, backend, error.kind)
+                fell_back = True
+                conn = await self._attempt(request, client, table, backend, deadline, policy)
+            else:
+                if self._may_replay(
+                    flag,
+                    request,
+                    policy is not None and policy.covers_status(conn.status, request.method),
+                ):
+                    conn.close()
+                    backend = self._fall_back(flag, backend, str(conn.status))
+                    fell_back = True
+                    conn = await self._attempt(request, client, table, backend, deadline, policy)
+            lines = cookie + _BACKEND_LINES[backend] + (_FALLBACK_LINE if fell_back else b"")
+            target = table.backends[backend]
+            return conn.status, await relay_response(request, client, conn, target, lines), backend
         except UpstreamError as error:
-            self._count_failure(target.name, error)
-            return self._answer_upstream_error(client, target.name, error, extra), False
+            lines = cookie + _BACKEND_LINES[backend] + (_FALLBACK_LINE if fell_back else b"")
+            status = self._answer_error(client, BACKEND_NAMES[backend], error, lines)
+            return status, False, backend
         except StreamAborted as aborted:
-            self._count_failure(target.name, aborted.error)
-            return aborted.status, False
+            self._count_failure(backend, aborted.error)
+            return aborted.status, False, backend
         except BodyTooLarge as error:
-            client.write(error_bytes(413, "body_too_large", str(error), close=True, extra=extra))
-            return 413, False
+            client.write(error_bytes(413, "body_too_large", str(error), close=True))
+            return 413, False, backend
         except TimeoutError:
             client.write(error_bytes(408, "request_timeout", "request body too slow", close=True))
-            return 408, False
+            return 408, False, backend
         except ConnectionError:
-            return 499, False  # the client went away; nothing left to answer
+            return 499, False, backend  # the client went away; nothing left to answer
         except Exception as error:
-            _log.exception("proxy_failed", backend=target.name, error=repr(error))
+            _log.exception("proxy_failed", backend=BACKEND_NAMES[backend], error=repr(error))
             client.write(error_bytes(500, "internal_error", "internal proxy error", close=True))
-            return 500, False
+            return 500, False, backend
 
-    def _answer_upstream_error(
+    async def _attempt(
+        self,
+        request: IncomingRequest,
+        client: ClientConnection,
+        table: RoutingTable,
+        backend: int,
+        deadline: float,
+        policy: FallbackPolicy | None,
+    ) -> UpstreamConnection:
+        """One try at one backend, up to its response head; feeds passive health."""
+        limits = table.config.limits
+        try:
+            conn = await send_request(
+                request,
+                client,
+                table.backends[backend],
+                max_body=limits.max_body_bytes,
+                idle_timeout=limits.client_idle_timeout,
+                deadline=deadline,
+                replay_limit=policy.max_replay_body if policy is not None else 0,
+            )
+            await await_response(conn)
+        except UpstreamError as error:
+            self._count_failure(backend, error)
+            raise
+        health = self.health.backends[backend]
+        if conn.status >= 500:
+            self.stats.count_upstream_error(BACKEND_NAMES[backend], "5xx")
+            health.record_failure(time.monotonic())
+        else:
+            health.record_success()
+        return conn
+
+    def _may_replay(
+        self, flag: FlagRule | None, request: IncomingRequest, covered: bool | None
+    ) -> bool:
+        """Covered by the policy, the body can be sent again, and the budget allows."""
+        if not covered or flag is None or flag.budget is None:
+            return False
+        if not can_replay_body(request):
+            _log.info("fallback_impossible", flag=flag.name, reason="body larger than kept")
+            return False
+        if not flag.budget.try_spend(asyncio.get_running_loop().time()):
+            _log.debug("fallback_over_budget", flag=flag.name)
+            return False
+        return True
+
+    def _fall_back(self, flag: FlagRule | None, backend: int, reason: str) -> int:
+        other = 1 - backend
+        self._count_fallback(flag, backend, other, reason)
+        return other
+
+    def _count_fallback(self, flag: FlagRule | None, source: int, to: int, reason: str) -> None:
+        key = (
+            flag.name if flag else UNMATCHED_FLAG,
+            BACKEND_NAMES[source],
+            BACKEND_NAMES[to],
+            reason,
+        )
+        self.stats.fallbacks[key] = self.stats.fallbacks.get(key, 0) + 1
+
+    def _answer_error(
         self, client: ClientConnection, backend: str, error: UpstreamError, extra: bytes
     ) -> int:
         """502 for an unreachable or broken backend, 504 for one that did not answer in time."""
@@ -131,11 +244,12 @@ class ProxyService:
         )
         return status
 
-    def _count_failure(self, backend: str, error: UpstreamError) -> None:
-        self.stats.count_upstream_error(backend, error.kind)
-        if error.kind in ("connect_error", "timeout"):
-            self.stats.backend_up[backend] = 0
-        _log.warning("upstream_error", backend=backend, kind=error.kind, error=str(error))
+    def _count_failure(self, backend: int, error: UpstreamError) -> None:
+        name = BACKEND_NAMES[backend]
+        self.stats.count_upstream_error(name, error.kind)
+        if error.kind != "reset" or not error.response_started:
+            self.health.backends[backend].record_failure(time.monotonic())
+        _log.warning("upstream_error", backend=name, kind=error.kind, error=str(error))
 
     def _log_access(
         self,

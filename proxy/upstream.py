@@ -319,7 +319,9 @@ class ConnectionPool:
         self._idle: list[UpstreamConnection] = []
         self.opened = 0
 
-    async def acquire(self) -> tuple[UpstreamConnection, bool]:
+    async def acquire(
+        self, connect_timeout: float | None = None
+    ) -> tuple[UpstreamConnection, bool]:
         """A ready connection and whether it was reused from the pool."""
         idle = self._idle
         now = time.monotonic()
@@ -328,12 +330,13 @@ class ConnectionPool:
             if not conn.closed and now - conn.idle_since < self.idle_seconds:
                 return conn, True
             conn.close()
-        return await self.connect(), False
+        return await self.connect(connect_timeout), False
 
-    async def connect(self) -> UpstreamConnection:
+    async def connect(self, connect_timeout: float | None = None) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            limit = self.connect_timeout if connect_timeout is None else connect_timeout
+            async with asyncio.timeout(limit):
                 _, protocol = await loop.create_connection(
                     lambda: UpstreamConnection(loop), self.host, self.port
                 )

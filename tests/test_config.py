@@ -205,7 +205,8 @@ def test_defaults_and_short_forms() -> None:
     assert config.limits.max_line_bytes == 8192 and config.limits.client_idle_timeout == 60.0
     assert config.request_timeout == 60.0
     legacy = config.backends.legacy
-    assert legacy.timeouts.connect == 1.0 and legacy.health.path == "/health"
+    assert legacy.timeouts.connect == 1.0 and legacy.health is None  # active checks opt-in
+    assert legacy.outlier_detection.consecutive_failures == 5
     assert legacy.max_connections == 512
 
 
