@@ -102,6 +102,7 @@ class HealthRegistry:
     def __init__(self, legacy: OutlierDetection, new: OutlierDetection) -> None:
         self.backends = (BackendHealth("legacy", legacy), BackendHealth("new", new))
         self.degraded = False
+        self._usable = (True, True)
         for health in self.backends:
             health.on_change = self._mark_degraded
 
@@ -111,7 +112,12 @@ class HealthRegistry:
 
     def choose(self, backend: int, now: float) -> tuple[int, bool]:
         """(backend to use, whether that is a failover away from ``backend``)."""
-        self.degraded = not all(h.usable(now) for h in self.backends)
+        usable = tuple(h.usable(now) for h in self.backends)
+        for health, was, is_now in zip(self.backends, self._usable, usable, strict=True):
+            if is_now and not was:
+                _log.info("backend_returned", backend=health.name)
+        self._usable = usable
+        self.degraded = not all(usable)
         if not self.degraded or self.backends[backend].usable(now):
             return backend, False
         other = 1 - backend

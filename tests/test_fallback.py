@@ -297,3 +297,21 @@ async def test_flapping_new_no_failed_get_and_no_duplicated_post(
     assert len(bodies) == len(set(bodies)), "a POST reached the backends twice"
     assert flips.count(True) >= 2, "new went down fewer than twice"
     assert len(new.requests) > 0 and len(legacy.requests) > 0
+
+
+async def test_a_body_over_the_replay_bound_is_not_replayed(
+    backends: tuple[FaultyBackend, FaultyBackend], start_turnout: StartTurnout
+) -> None:
+    legacy, new = backends
+    new.set_fault(Fault.STATUS, status=503)
+    policy = {"methods": ["POST"], "budget_percent": 100, "max_replay_body_bytes": "64KiB"}
+    turnout = await start_on_new(start_turnout, legacy, new, fallback=policy)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy_url(turnout), data=b"s" * 1024) as response:
+            assert response.status == 200  # small body: kept, replayed on legacy
+            assert response.headers["x-turnout-fallback"] == "1"
+        async with session.post(proxy_url(turnout), data=b"L" * 256 * 1024) as response:
+            assert response.status == 503  # too large to keep: the 503 stands
+            assert response.headers["x-turnout-backend"] == "new"
+    assert [len(r.body) for r in legacy.seen("POST")] == [1024]
+    assert [len(r.body) for r in new.seen("POST")] == [1024, 256 * 1024]
