@@ -7,41 +7,24 @@ with several, and what the tests start in-process on ephemeral ports.
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass
 
 import aiohttp.http_parser
 import structlog
 from aiohttp import web
 
 from proxy.admin import start_admin
-from proxy.config import Config
-from proxy.config_loader import ConfigError, config_hash, load_config, parse_config
+from proxy.config_loader import ConfigError, LoadedConfig, read_config
+from proxy.control import Controller, apply_mutation
 from proxy.health import HealthChecker, HealthRegistry
 from proxy.metrics import ControlState
 from proxy.server import ProxyService
+from proxy.state import FlagOverride, StateStore
 from proxy.stats import Snapshot, Stats
-from proxy.table import PoolRegistry, RoutingTable, compile_table
+from proxy.status import RateWindow
+from proxy.table import PoolRegistry, RoutingTable
+from proxy.watch import ConfigWatcher
 
 _log = structlog.get_logger("turnout")
-
-
-@dataclass(frozen=True)
-class LoadedConfig:
-    config: Config
-    hash: str
-    path: str
-
-
-def read_config(path: str) -> LoadedConfig:
-    """Load and validate a config file; raises ``ConfigError`` with every problem."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError):
-        load_config(path)  # raises the loader's own, well-worded ConfigError
-        raise
-    return LoadedConfig(parse_config(text, path), config_hash(text), path)
 
 
 def c_parser_in_use() -> bool:
@@ -60,35 +43,35 @@ def warn_if_slow_parser() -> None:
 
 
 class Turnout:
-    """The proxy service of one process, its counters, and its admin listener."""
+    """The proxy service of one process, its counters, health, live control and admin API."""
 
     def __init__(self, loaded: LoadedConfig) -> None:
-        self.loaded = loaded
         self.stats = Stats()
         self.pools = PoolRegistry()
-        table = compile_table(loaded.config, loaded.hash, self.stats, self.pools)
+        self.controller = Controller(
+            loaded, StateStore(loaded.config.state_file), self.stats, self.pools
+        )
         backends = loaded.config.backends
         self.health = HealthRegistry(
             backends.legacy.outlier_detection, backends.new.outlier_detection
         )
-        self.checkers = [
-            HealthChecker(health, backend, backend.health)
-            for health, backend in zip(
-                self.health.backends, (backends.legacy, backends.new), strict=True
-            )
-            if backend.health is not None
-        ]
-        self.service = ProxyService(table, self.stats, self.pools, self.health)
-        self.reloads = {"success": 1, "failure": 0}
-        self.last_reload_success = time.time()
+        self.checkers: list[HealthChecker] = []
+        self.service = ProxyService(self.controller.table, self.stats, self.pools, self.health)
+        self.controller.attach(self.service)
+        self.rates = RateWindow()
         self.proxy_port = 0
         self.admin_port = 0
         self._admin: web.AppRunner | None = None
+        self._watcher: ConfigWatcher | None = None
 
-    # -- Control (read by the admin API) -----------------------------------
+    @property
+    def loaded(self) -> LoadedConfig:
+        return self.controller.loaded
+
+    # -- Control (read and changed by the admin API) --------------------------
     @property
     def table(self) -> RoutingTable:
-        return self.service.table
+        return self.controller.table
 
     async def snapshot(self) -> Snapshot:
         self.stats.backend_up = self.health.up()
@@ -97,18 +80,37 @@ class Turnout:
     def control_state(self) -> ControlState:
         return ControlState(
             flag_percent={name: rule.percent for name, rule in self.table.flags.items()},
-            reloads=dict(self.reloads),
-            last_reload_success=self.last_reload_success,
+            reloads=dict(self.controller.reloads),
+            last_reload_success=self.controller.last_reload_success,
         )
 
     def ready(self) -> bool:
         return self.proxy_port != 0 and any(self.health.up().values())
 
+    def overrides(self) -> dict[str, FlagOverride]:
+        return dict(self.controller.state.overrides)
+
+    async def mutate(
+        self, action: str, flag: str | None, who: str, percent: float | None = None
+    ) -> dict[str, object]:
+        return apply_mutation(self.controller, action, flag, who, percent)
+
+    async def reload(self) -> bool:
+        """Re-read the config file (SIGHUP, file change); health checks follow it."""
+        reloaded = self.controller.reload()
+        if reloaded:
+            await self._restart_checkers()
+        return reloaded
+
+    async def _reload_quietly(self) -> None:
+        await self.reload()
+
     # -- lifecycle ----------------------------------------------------------
-    async def start(self, *, reuse_port: bool = False, admin: bool = True) -> None:
+    async def start(
+        self, *, reuse_port: bool = False, admin: bool = True, watch: bool = False
+    ) -> None:
         config = self.loaded.config
-        for checker in self.checkers:
-            checker.start()
+        await self._restart_checkers()
         self.proxy_port = await self.service.start(
             config.listen.host, config.listen.port, reuse_port=reuse_port
         )
@@ -116,15 +118,34 @@ class Turnout:
             self._admin, self.admin_port = await start_admin(
                 self, config.admin.listen.host, config.admin.listen.port
             )
+        if watch:
+            self._watcher = ConfigWatcher(self.loaded.path, self._reload_quietly)
+            await self._watcher.start()
 
     async def stop(self) -> None:
-        """Stop the admin listener, then drain the proxy (bounded by drain_timeout)."""
+        """Stop watching and the admin listener, then drain the proxy (drain_timeout)."""
+        if self._watcher is not None:
+            await self._watcher.stop()
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
         for checker in self.checkers:
             await checker.stop()
         await self.service.stop()
+
+    async def _restart_checkers(self) -> None:
+        for checker in self.checkers:
+            await checker.stop()
+        backends = self.loaded.config.backends
+        self.checkers = [
+            HealthChecker(health, backend, backend.health)
+            for health, backend in zip(
+                self.health.backends, (backends.legacy, backends.new), strict=True
+            )
+            if backend.health is not None
+        ]
+        for checker in self.checkers:
+            checker.start()
 
     def log_startup(self, workers: int) -> None:
         config = self.loaded.config
@@ -139,6 +160,7 @@ class Turnout:
             legacy=config.backends.legacy.url,
             new=config.backends.new.url,
             flags={name: rule.percent for name, rule in self.table.flags.items()},
+            overrides=self.controller.state.percents(),
             routes=len(config.routes),
             c_parser=c_parser_in_use(),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from proxy import __version__
 from proxy.config_loader import ConfigError, summarize
@@ -31,6 +32,42 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--duration", type=float, default=None, help="seconds (default: until Ctrl-C)"
     )
+    _add_admin_commands(commands)
+    return parser
+
+
+def _add_admin_commands(commands: Any) -> None:
+    """`status`, `set`, `rollback`, `resume`: runtime control through the admin API."""
+    _admin_parser(commands, "status", "the table of flags, traffic and errors")
+    set_ = _admin_parser(commands, "set", "set a flag's percent at runtime (until resume)")
+    set_.add_argument("flag")
+    set_.add_argument("percent", type=_percent, help="0..100, e.g. 25 or 25%%")
+    rollback = _admin_parser(commands, "rollback", "send a flag (or every flag) to legacy")
+    which = rollback.add_mutually_exclusive_group(required=True)
+    which.add_argument("flag", nargs="?")
+    which.add_argument("--all", action="store_true", help="roll back every flag")
+    resume = _admin_parser(commands, "resume", "clear a flag's override: back to the file")
+    resume.add_argument("flag")
+
+
+def _percent(text: str) -> float:
+    from proxy.admin_client import percent_argument
+
+    try:
+        return percent_argument(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"percent {error}") from None
+
+
+def _admin_parser(commands: Any, name: str, help_: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_)
+    parser.add_argument(
+        "--admin",
+        metavar="URL",
+        help="admin API (default: $TURNOUT_ADMIN_URL, else admin.listen of -c, "
+        "else http://127.0.0.1:9901)",
+    )
+    parser.add_argument("-c", "--config", help="read the admin address from this config")
     return parser
 
 
@@ -73,7 +110,29 @@ def _demo(args: argparse.Namespace) -> int:
     return main_demo(args.duration)
 
 
+def _admin(args: argparse.Namespace) -> int:
+    """Run one admin command; its output on stdout, a failure on stderr with its exit code."""
+    import asyncio
+    import os
+
+    from proxy.admin_client import AdminClient, AdminError, admin_target, run_admin_command
+
+    try:
+        url, token_env = admin_target(args.admin, args.config, os.environ)
+        client = AdminClient(url, os.environ.get(token_env), token_env=token_env)
+        output = asyncio.run(
+            run_admin_command(
+                client, args.command, getattr(args, "flag", None), getattr(args, "percent", None)
+            )
+        )
+    except AdminError as error:
+        sys.stderr.write(f"turnout {args.command}: {error}\n")
+        return error.exit_code
+    sys.stdout.write(output)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"serve": _serve, "check": _check, "demo": _demo}
-    return handlers[args.command](args)
+    return handlers.get(args.command, _admin)(args)

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin
 
@@ -205,6 +206,26 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError([ConfigIssue(filename, line, ROOT, "file is not UTF-8 text")]) from None
     return parse_config(text, filename)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config with the path it came from and the sha256 of its text."""
+
+    config: Config
+    hash: str
+    path: str
+
+
+def read_config(path: str) -> LoadedConfig:
+    """Load and validate a config file, reading it once; raises ``ConfigError``."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        load_config(path)  # raises the well-worded ConfigError for this file
+        raise
+    return LoadedConfig(parse_config(text, path), config_hash(text), path)
 
 
 def summarize(config: Config) -> str:

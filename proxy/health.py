@@ -102,7 +102,7 @@ class HealthRegistry:
     def __init__(self, legacy: OutlierDetection, new: OutlierDetection) -> None:
         self.backends = (BackendHealth("legacy", legacy), BackendHealth("new", new))
         self.degraded = False
-        self._usable = (True, True)
+        self._usable: tuple[bool, ...] = (True, True)
         for health in self.backends:
             health.on_change = self._mark_degraded
 

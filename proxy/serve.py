@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -44,11 +45,25 @@ async def wait_for_stop_signal() -> str:
             loop.remove_signal_handler(sig)
 
 
+def on_reload_signal(reload: Callable[[], Awaitable[object]]) -> None:
+    """Run ``reload`` on SIGHUP (one at a time: a reload in progress absorbs the next)."""
+    loop = asyncio.get_running_loop()
+    running: list[asyncio.Task[object]] = []
+
+    def handler() -> None:
+        if running and not running[0].done():
+            return
+        running[:] = [loop.create_task(reload())]  # type: ignore[arg-type]
+
+    loop.add_signal_handler(signal.SIGHUP, handler)
+
+
 async def serve_single(loaded: LoadedConfig, *, reuse_port: bool = False) -> int:
     """Run one proxy process with its admin listener until a stop signal."""
     warn_if_slow_parser()
     turnout = Turnout(loaded)
-    await turnout.start(reuse_port=reuse_port)
+    await turnout.start(reuse_port=reuse_port, watch=True)
+    on_reload_signal(turnout.reload)
     turnout.log_startup(workers=1)
     name = await wait_for_stop_signal()
     _log.info("turnout_draining", signal=name, drain_timeout=loaded.config.drain_timeout)

@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from proxy.decide import BACKEND_NAMES, FlagRule
+from proxy.state import FlagOverride
 from proxy.stats import DURATION_BOUNDS, Snapshot, quantile
 from proxy.table import RoutingTable
+
+RATE_WINDOW_SECONDS = 10
+
+
+def request_totals(snapshot: Snapshot) -> dict[tuple[str, str], int]:
+    """Requests so far per (flag, backend)."""
+    totals: dict[tuple[str, str], int] = {}
+    for _route, flag, backend, _method, _code, count in snapshot["requests"]:
+        key = (flag, backend)
+        totals[key] = totals.get(key, 0) + count
+    return totals
+
+
+class RateWindow:
+    """Requests per second per (flag, backend) over the last ~10 s of samples."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, dict[tuple[str, str], int]]] = deque(
+            maxlen=RATE_WINDOW_SECONDS + 1
+        )
+
+    def add(self, snapshot: Snapshot, now: float | None = None) -> None:
+        self._samples.append((time.monotonic() if now is None else now, request_totals(snapshot)))
+
+    def rates(self) -> dict[tuple[str, str], float]:
+        if len(self._samples) < 2:
+            return {}
+        (start, first), (end, last) = self._samples[0], self._samples[-1]
+        elapsed = end - start
+        if elapsed <= 0:
+            return {}
+        return {key: max(0, count - first.get(key, 0)) / elapsed for key, count in last.items()}
 
 
 def phase(percent: float, shadowing: bool, rolled_back: bool = False) -> str:
@@ -44,24 +81,44 @@ def _per_backend(snapshot: Snapshot, flag: str) -> dict[str, dict[str, Any]]:
     return result
 
 
-def flag_status(rule: FlagRule, snapshot: Snapshot) -> dict[str, Any]:
+def flag_status(
+    rule: FlagRule,
+    snapshot: Snapshot,
+    override: FlagOverride | None,
+    rates: dict[tuple[str, str], float],
+) -> dict[str, Any]:
     percent = rule.percent
-    override = None if percent == rule.file_percent else percent
+    backends = _per_backend(snapshot, rule.name)
+    for name, numbers in backends.items():
+        numbers["rps"] = rates.get((rule.name, name), 0.0)
     return {
         "name": rule.name,
-        "phase": phase(percent, rule.config.shadow is not None),
+        "phase": phase(
+            percent,
+            rule.config.shadow is not None,
+            rolled_back=override is not None and override.reason == "rollback",
+        ),
         "percent": percent,
         "file_percent": rule.file_percent,
-        "override": override,
-        "backends": _per_backend(snapshot, rule.name),
+        "override": asdict(override) if override is not None else None,
+        "canary": None,
+        "backends": backends,
     }
 
 
-def status_document(table: RoutingTable, snapshot: Snapshot) -> dict[str, Any]:
+def status_document(
+    table: RoutingTable,
+    snapshot: Snapshot,
+    overrides: Mapping[str, FlagOverride],
+    rates: dict[tuple[str, str], float],
+) -> dict[str, Any]:
     """The JSON body of GET /status."""
     return {
         "config_hash": table.config_hash,
-        "flags": [flag_status(rule, snapshot) for rule in table.flags.values()],
+        "flags": [
+            flag_status(rule, snapshot, overrides.get(name), rates)
+            for name, rule in table.flags.items()
+        ],
         "backends": {
             name: {"up": bool(snapshot["backend_up"].get(name, 1))} for name in BACKEND_NAMES
         },

@@ -26,11 +26,16 @@ import structlog
 from aiohttp import web
 
 from proxy.admin import start_admin
-from proxy.app import LoadedConfig, Turnout, warn_if_slow_parser
+from proxy.app import Turnout, warn_if_slow_parser
+from proxy.config_loader import LoadedConfig
+from proxy.control import Controller, apply_mutation
 from proxy.metrics import ControlState
-from proxy.serve import wait_for_stop_signal
+from proxy.serve import on_reload_signal, wait_for_stop_signal
+from proxy.state import FlagOverride, RuntimeState, StateStore, decode_state, encode_state
 from proxy.stats import Snapshot, Stats, merge_snapshots
-from proxy.table import PoolRegistry, RoutingTable, compile_table
+from proxy.status import RateWindow
+from proxy.table import PoolRegistry, RoutingTable
+from proxy.watch import ConfigWatcher
 
 _log = structlog.get_logger("turnout.workers")
 _SNAPSHOT_TIMEOUT = 2.0
@@ -42,10 +47,16 @@ async def run_worker(loaded: LoadedConfig, socket_path: str) -> int:
     await turnout.start(reuse_port=True, admin=False)
 
     async def snapshot(_: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(turnout.stats.snapshot()))
+        return web.Response(body=orjson.dumps(await turnout.snapshot()))
 
+    async def apply_state(request: web.Request) -> web.Response:
+        turnout.controller.apply_state(decode_state(await request.read()))
+        return web.Response(text="ok")
+
+    on_reload_signal(turnout.reload)
     app = web.Application()
     app.router.add_get("/snapshot", snapshot)
+    app.router.add_post("/state", apply_state)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.UnixSite(runner, socket_path).start()
@@ -113,6 +124,29 @@ class WorkerSet:
         results = await asyncio.gather(*(fetch(path) for path in self.sockets))
         return [snapshot for snapshot in results if snapshot is not None]
 
+    async def push_state(self, state: RuntimeState) -> None:
+        """Hand a runtime change to every worker (they apply it at once)."""
+        body = encode_state(state)
+
+        async def push(path: str) -> None:
+            connector = aiohttp.UnixConnector(path=path)
+            timeout = aiohttp.ClientTimeout(total=_SNAPSHOT_TIMEOUT)
+            try:
+                async with (
+                    aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                    session.post("http://worker/state", data=body) as response,
+                ):
+                    response.raise_for_status()
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                _log.error("worker_state_push_failed", socket=path, error=str(error))
+
+        await asyncio.gather(*(push(path) for path in self.sockets))
+
+    def signal_all(self, sig: signal.Signals) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(sig)
+
     async def stop(self, grace: float) -> None:
         self.stopping = True
         for process in self.processes:
@@ -130,16 +164,22 @@ class WorkerSet:
 
 
 class SupervisorControl:
-    """The admin API's data source when the proxy runs in worker processes."""
+    """The admin API's data source and live control when the proxy runs in workers.
+
+    The supervisor keeps its own Controller (config, runtime state, state file);
+    workers get runtime changes pushed over their sockets and reload on SIGHUP.
+    """
 
     def __init__(self, loaded: LoadedConfig, workers: WorkerSet) -> None:
         self.workers = workers
-        self._table = compile_table(loaded.config, loaded.hash, Stats(), PoolRegistry())
-        self._started = time.time()
+        self.controller = Controller(
+            loaded, StateStore(loaded.config.state_file), Stats(), PoolRegistry()
+        )
+        self.rates = RateWindow()
 
     @property
     def table(self) -> RoutingTable:
-        return self._table
+        return self.controller.table
 
     async def snapshot(self) -> Snapshot:
         snapshots = await self.workers.snapshots()
@@ -149,13 +189,28 @@ class SupervisorControl:
 
     def control_state(self) -> ControlState:
         return ControlState(
-            flag_percent={name: rule.percent for name, rule in self._table.flags.items()},
-            reloads={"success": 1, "failure": 0},
-            last_reload_success=self._started,
+            flag_percent={name: rule.percent for name, rule in self.table.flags.items()},
+            reloads=dict(self.controller.reloads),
+            last_reload_success=self.controller.last_reload_success,
         )
 
     def ready(self) -> bool:
         return self.workers.alive()
+
+    def overrides(self) -> dict[str, FlagOverride]:
+        return dict(self.controller.state.overrides)
+
+    async def mutate(
+        self, action: str, flag: str | None, who: str, percent: float | None = None
+    ) -> dict[str, object]:
+        result = apply_mutation(self.controller, action, flag, who, percent)
+        await self.workers.push_state(self.controller.state)
+        return result
+
+    async def reload(self) -> None:
+        """Validate here first; only a valid config is reloaded by the workers."""
+        if self.controller.reload():
+            self.workers.signal_all(signal.SIGHUP)
 
 
 async def supervise(loaded: LoadedConfig, count: int) -> int:
@@ -164,12 +219,16 @@ async def supervise(loaded: LoadedConfig, count: int) -> int:
     if config.listen.port == 0:
         _log.error("workers_need_fixed_port", message="--workers > 1 needs a fixed listen port")
         return 1
+    StateStore(config.state_file).load()  # a corrupt file is set aside once, here
     workers = WorkerSet(loaded, count)
     control = SupervisorControl(loaded, workers)
     admin, admin_port = await start_admin(
         control, config.admin.listen.host, config.admin.listen.port
     )
     watcher = asyncio.create_task(workers.watch())
+    config_watcher = ConfigWatcher(loaded.path, control.reload)
+    await config_watcher.start()
+    on_reload_signal(control.reload)
     _log.info(
         "turnout_started",
         config=loaded.path,
@@ -182,6 +241,7 @@ async def supervise(loaded: LoadedConfig, count: int) -> int:
     _log.info("turnout_draining", signal=name, drain_timeout=config.drain_timeout)
     workers.stopping = True
     watcher.cancel()
+    await config_watcher.stop()
     await workers.stop(grace=config.drain_timeout + 5)
     await admin.cleanup()
     _log.info("turnout_stopped")
