@@ -78,7 +78,8 @@ class AdminClient:
         token_env: str = TOKEN_ENV,
         timeout: float = TIMEOUT_SECONDS,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        # "127.0.0.1:9901" is what admin.listen looks like; accept it as a URL too.
+        self.base_url = (base_url if "://" in base_url else f"http://{base_url}").rstrip("/")
         self._token = token or None
         self._token_env = token_env
         self._seconds = timeout
@@ -154,8 +155,12 @@ def _error_message(document: Any, raw: bytes, status: int) -> str:
 def _describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout:g} s"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"not a valid URL ({exc})"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.strerror or str(exc.os_error)
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return "connection refused (is turnout serve running with this admin.listen?)"
+        return exc.os_error.strerror or str(exc.os_error)
     return str(exc) or type(exc).__name__
 
 
@@ -276,6 +281,8 @@ def _backend_cells(numbers: Mapping[str, Any]) -> list[str]:
 
 
 def _seconds(value: float) -> str:
+    if value < 0.01:
+        return f"{value * 1000:.1f}ms"
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
 
 

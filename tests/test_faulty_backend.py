@@ -142,6 +142,7 @@ async def test_malformed_request_gets_400(backend: FaultyBackend) -> None:
     await client.send(b"NONSENSE\r\n\r\n")
     assert (await client.head())[0] == 400
     assert await client.rest() == b""
+    await client.close()
 
 
 # -- REFUSE ------------------------------------------------------------------------------

@@ -111,9 +111,9 @@ def test_fingerfoundfollows_the_links(tmp_path: Path) -> None:
 async def test_a_burst_of_writes_is_one_call(tmp_path: Path, watch: MakeWatcher) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("v0\n")
-    _, calls = await watch(config, interval=0.05, debounce=0.3)
+    _, calls = await watch(config, interval=0.05, debounce=0.5)
 
-    for n in range(1, 8):  # an editor saving in steps: 7 writes over ~0.35 s, each < debounce
+    for n in range(1, 8):  # an editor saving in steps: 7 writes over ~0.35 s, 0.05 s apart
         config.write_text(f"v{n}\n" * n)  # the size changes every time, whatever the mtime says
         await asyncio.sleep(0.05)  # spacing the writes, not waiting for the watcher
 
