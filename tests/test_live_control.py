@@ -238,3 +238,57 @@ async def test_rollback_survives_a_restart_and_resume_hands_back_to_the_file(
         path.write_text(config_text(backend_urls, 100, state_file=str(state_file)) + "\n")
         assert await second.reload()
         assert await side(second, session) == "legacy"
+
+
+async def test_a_reload_keeps_pools_of_unchanged_backends(
+    tmp_path: Path, backend_urls: tuple[str, str], turnouts: list[Turnout]
+) -> None:
+    path = tmp_path / "turnout.yaml"
+    path.write_text(config_text(backend_urls, 50))
+    turnout = await run(path, turnouts)
+    async with aiohttp.ClientSession() as session:
+        for user in range(20):
+            await side(turnout, session, f"user-{user}")
+    legacy_pool, new_pool = (target.pool for target in turnout.table.backends)
+    opened = (legacy_pool.opened, new_pool.opened)
+    assert legacy_pool.idle_count > 0
+    path.write_text(config_text(backend_urls, 70, request_timeout="30s"))
+    assert await turnout.reload()
+    assert tuple(target.pool for target in turnout.table.backends) == (legacy_pool, new_pool)
+    async with aiohttp.ClientSession() as session:
+        for user in range(20):
+            await side(turnout, session, f"user-{user}")
+    assert (legacy_pool.opened, new_pool.opened) == opened  # reused, none reopened
+
+
+async def test_runtime_change_reaches_every_worker(
+    tmp_path: Path, backend_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", TOKEN)
+    path, port, admin = write_config(tmp_path, backend_urls[0])
+    data = yaml.safe_load(path.read_text())
+    data["backends"]["new"]["url"] = backend_urls[1]
+    data["flags"]["main"]["percent"] = 0
+    path.write_text(yaml.safe_dump(data))
+    process = await start_serve(path, "--workers", "2")
+    try:
+        await wait_ready(admin, process)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"http://127.0.0.1:{admin}/flags/main/percent",
+                json={"percent": 100},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as response:
+                assert response.status == 200
+        sides = set()
+        for user in range(60):  # a new connection each: SO_REUSEPORT spreads them
+            connector = aiohttp.TCPConnector(force_close=True)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                async with session.get(
+                    f"http://127.0.0.1:{port}/x", headers={"x-user-id": f"u{user}"}
+                ) as response:
+                    sides.add(response.headers["x-turnout-backend"])
+        assert sides == {"new"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=20) == 0
