@@ -22,6 +22,7 @@ from typing import cast
 
 import httptools
 
+from proxy.flow import WriteFlow
 from proxy.responses import error_bytes
 
 _BODY_HIGH_WATER = 256 * 1024
@@ -175,8 +176,7 @@ class ClientConnection(asyncio.Protocol):
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._url = bytearray()
-        self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_flow = WriteFlow()
         self._reading_paused = False
         self.closed = False
         self.draining = False
@@ -230,19 +230,13 @@ class ClientConnection(asyncio.Protocol):
                 item.body.fail(gone)
         if self._task is not None:
             self._task.cancel()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(gone)
-            waiter.exception()
+        self._write_flow.fail(gone)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._write_flow.pause()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._write_flow.resume()
 
     # -- httptools callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:
@@ -307,13 +301,8 @@ class ClientConnection(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait while the client's socket buffer is full (response backpressure)."""
-        if not self._write_paused or self.closed:
-            return
-        self._drain_waiter = self._loop.create_future()
-        try:
-            await self._drain_waiter
-        finally:
-            self._drain_waiter = None
+        if not self.closed:
+            await self._write_flow.wait()
 
     def pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:

@@ -20,6 +20,8 @@ from typing import cast
 
 import httptools
 
+from proxy.flow import WriteFlow
+
 _READ_HIGH_WATER = 256 * 1024
 _READ_LOW_WATER = 64 * 1024
 
@@ -61,8 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.requests_served = 0
         self._reset_exchange()
-        self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_flow = WriteFlow()
         self._timer: asyncio.TimerHandle | None = None
         # After a 101 answer the connection becomes a byte tunnel (proxy.tunnel).
         self.upgraded = False
@@ -121,19 +122,13 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail(UpstreamReset("backend closed the connection"))
         if self.on_close is not None:
             self.on_close()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(UpstreamReset("backend closed the connection"))
-            waiter.exception()
+        self._write_flow.fail(UpstreamReset("backend closed the connection"))
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._write_flow.pause()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._write_flow.resume()
 
     # -- httptools callbacks ---------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -192,13 +187,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait while the backend's socket buffer is full (request body backpressure)."""
-        if not self._write_paused:
-            return
-        self._drain_waiter = self._loop.create_future()
-        try:
-            await self._drain_waiter
-        finally:
-            self._drain_waiter = None
+        await self._write_flow.wait()
 
     def take_buffered_body(self) -> bytes:
         """Everything received so far (used when the whole answer already arrived)."""
