@@ -18,9 +18,11 @@ in the requested state. Flips may be issued as fast as wanted; they are applied
 in order and the last one wins. ``REFUSE`` also closes every open connection, as
 a crashed process would.
 
-``paths`` match the request path without its query string; ``methods`` are
-compared upper-case. ``GET health_path`` answers 200 or 503 as ``set_health``
-says, whatever the main fault is (except ``REFUSE``).
+``wait_seen(...)`` and ``wait_idle()`` let a test wait for the backend without
+polling (wrap them in ``asyncio.timeout``). ``paths`` match the request path
+without its query string; ``methods`` are compared upper-case. ``GET health_path``
+answers 200 or 503 as ``set_health`` says, whatever the main fault is (except
+``REFUSE``).
 """
 
 from __future__ import annotations
@@ -72,13 +74,13 @@ class _Rule:
     paths: frozenset[str] | None = None
 
     def applies(self, request: SeenRequest) -> bool:
-        path = request.path.split("?", 1)[0]
+        path = _bare(request.path)
         return (self.methods is None or request.method in self.methods) and (
             self.paths is None or path in self.paths
         )
 
 
-class _BadRequest(Exception):
+class _BadRequest(ValueError):
     pass
 
 
@@ -123,7 +125,7 @@ class FaultyBackend:
     async def stop(self) -> None:
         """Close the listener and every open connection; end every task started."""
         self._running = False
-        await self.apply()
+        await asyncio.gather(*self._pending, return_exceptions=True)
         await self._reconcile()
 
     def set_fault(
@@ -172,7 +174,7 @@ class FaultyBackend:
             r
             for r in self.requests
             if (method is None or r.method == method.upper())
-            and (path is None or r.path.split("?", 1)[0] == path)
+            and (path is None or _bare(r.path) == path)
         ]
 
     # -- listener ----------------------------------------------------------------
@@ -229,7 +231,7 @@ class FaultyBackend:
         try:
             while await self._serve_one(reader, writer):
                 pass
-        except (_BadRequest, ValueError):
+        except ValueError:  # _BadRequest, an over-long line, a bad chunk size
             with contextlib.suppress(ConnectionError, OSError):
                 writer.write(_head(400, 0, close=True))
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
@@ -239,55 +241,39 @@ class FaultyBackend:
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; False when the connection must end."""
-        request = await self._read_head(reader)
+        request = await self._read_request(reader)
         if request is None:
             return False
-        self.requests.append(request)
-        self._notify()
-        await _read_body(reader, request)
-        self._notify()
-        keep = _keep_alive(request)
-        rule = self._rule
-        if request.method == "GET" and request.path.split("?", 1)[0] == self.health_path:
-            status = 200 if self._healthy else 503
-            await _send(writer, status, {"backend": self.name, "healthy": self._healthy}, keep)
-            return keep
-        if not rule.applies(request) or rule.fault in (Fault.NONE, Fault.REFUSE):
-            info = {"backend": self.name, "method": request.method, "path": request.path}
-            await _send(writer, 200, info, keep)
-            return keep
-        return await self._inject(rule, request, reader, writer, keep)
+        rule, name = self._rule, self.name
+        if request.method == "GET" and _bare(request.path) == self.health_path:
+            body = {"backend": name, "healthy": self._healthy}
+            return await _send(writer, request, 200 if self._healthy else 503, body)
+        if rule.fault in (Fault.NONE, Fault.REFUSE) or not rule.applies(request):
+            body = {"backend": name, "method": request.method, "path": request.path}
+            return await _send(writer, request, 200, body)
+        if rule.fault is Fault.STATUS:
+            body = {"backend": name, "status": rule.status, "error": "injected"}
+            return await _send(writer, request, rule.status, body)
+        return await self._misbehave(rule.fault, request, reader, writer)
 
-    async def _inject(
+    async def _misbehave(
         self,
-        rule: _Rule,
+        fault: Fault,
         request: SeenRequest,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        keep: bool,
     ) -> bool:
-        fault = rule.fault
-        if fault is Fault.STATUS:
-            body = {"backend": self.name, "status": rule.status, "error": "injected"}
-            await _send(writer, rule.status, body, keep)
-            return keep
         if fault is Fault.HANG:
             while await reader.read(65536):
                 pass  # never answer; end when the client goes away
         elif fault is Fault.RESET_MID_BODY:
             await self._reset_mid_body(writer)
-            return False
-        elif fault is Fault.CLOSE_AFTER_HEADERS:
-            writer.write(_head(200, 100))
         elif fault is Fault.DRIP:
-            await self._drip(writer, keep)
-            return keep
-        elif fault is Fault.BAD_CONTENT_LENGTH:
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello")
-        elif fault is Fault.GARBAGE_STATUS:
-            writer.write(b"HTTP/1.1 abc WHAT\r\n\r\n")
-        await writer.drain()
-        return False
+            return await self._drip(writer, request)
+        else:
+            writer.write(_BROKEN_HEADS[fault])
+            await writer.drain()
+        return False  # close (FIN) after the broken answer
 
     async def _reset_mid_body(self, writer: asyncio.StreamWriter) -> None:
         writer.write(_head(200, 100_000) + b"x" * 1000)
@@ -297,26 +283,38 @@ class FaultyBackend:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
 
-    async def _drip(self, writer: asyncio.StreamWriter, keep: bool) -> None:
+    async def _drip(self, writer: asyncio.StreamWriter, request: SeenRequest) -> bool:
+        keep = _keep_alive(request)
         writer.write(_head(200, 20, close=not keep, content_type="text/plain"))
         await writer.drain()
         for byte in b"drip-drip-drip-drip!":
             await asyncio.sleep(self.drip_interval)
             writer.write(bytes([byte]))
             await writer.drain()
+        return keep
 
     # -- parsing -------------------------------------------------------------------
-    async def _read_head(self, reader: asyncio.StreamReader) -> SeenRequest | None:
+    async def _read_request(self, reader: asyncio.StreamReader) -> SeenRequest | None:
+        request = await _read_head(reader)
+        if request is not None:
+            self.requests.append(request)
+            self._notify()
+            await _read_body(reader, request)
+            self._notify()
+        return request
+
+
+async def _read_head(reader: asyncio.StreamReader) -> SeenRequest | None:
+    line = await reader.readline()
+    while line in (b"\r\n", b"\n"):  # tolerate blank lines between requests
         line = await reader.readline()
-        while line in (b"\r\n", b"\n"):  # tolerate blank lines between requests
-            line = await reader.readline()
-        if not line:
-            return None  # clean EOF between requests
-        parts = _line(line).split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise _BadRequest(line)
-        method, target, version = parts
-        return SeenRequest(method.upper(), target, version, await _read_headers(reader))
+    if not line:
+        return None  # clean EOF between requests
+    parts = _line(line).split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _BadRequest(line)
+    method, target, version = parts
+    return SeenRequest(method.upper(), target, version, await _read_headers(reader))
 
 
 def _line(raw: bytes) -> str:
@@ -386,7 +384,24 @@ def _head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _send(writer: asyncio.StreamWriter, status: int, body: object, keep: bool) -> None:
-    data = json.dumps(body).encode()
-    writer.write(_head(status, len(data), close=not keep) + data)
+async def _send(
+    writer: asyncio.StreamWriter, request: SeenRequest, status: int, body: object
+) -> bool:
+    """A JSON answer (no body for HEAD); returns whether to keep the connection."""
+    data, keep = json.dumps(body).encode(), _keep_alive(request)
+    writer.write(_head(status, len(data), close=not keep))
+    if request.method != "HEAD":
+        writer.write(data)
     await writer.drain()
+    return keep
+
+
+def _bare(target: str) -> str:
+    return target.split("?", 1)[0]
+
+
+_BROKEN_HEADS = {
+    Fault.CLOSE_AFTER_HEADERS: _head(200, 100),
+    Fault.BAD_CONTENT_LENGTH: b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello",
+    Fault.GARBAGE_STATUS: b"HTTP/1.1 abc WHAT\r\n\r\n",
+}

@@ -114,6 +114,20 @@ async def test_none_answers_json_with_keep_alive(backend: FaultyBackend) -> None
         assert resp.status == 200 and (await resp.json())["path"] == "/c"
 
 
+async def test_head_has_no_body_and_connection_close_is_honoured(
+    backend: FaultyBackend,
+) -> None:
+    client = await Client.open(backend.port)
+    await client.send(req("HEAD", "/h"))
+    status, headers = await client.head()
+    assert status == 200 and int(headers["content-length"]) > 0
+    await client.send(req("GET", "/g", headers=(("Connection", "close"),)))
+    status, headers, body = await client.response()  # the HEAD left no body behind
+    assert (status, headers["connection"], json.loads(body)["path"]) == (200, "close", "/g")
+    assert await client.rest() == b""
+    await client.close()
+
+
 async def test_requests_are_recorded_with_bodies(backend: FaultyBackend) -> None:
     client = await Client.open(backend.port)
     await client.send(req("POST", "/items?x=1", b'{"a": 1}', (("X-Trace", "t1"),)))
