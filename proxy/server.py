@@ -19,7 +19,6 @@ from proxy.errors import BodyTooLarge
 from proxy.fallback import FallbackPolicy
 from proxy.forwarding import (
     StreamAborted,
-    await_response,
     can_replay_body,
     relay_response,
     send_request,
@@ -119,10 +118,19 @@ class ProxyService:
         policy = flag.fallback if flag is not None else None
         now = asyncio.get_running_loop().time()
         deadline = now + table.config.request_timeout
-        if flag is not None and flag.budget is not None:
-            flag.budget.count_request(now)
         fell_back = False
         try:
+            if policy is None:  # the common case: one attempt, nothing to replay
+                conn = await self._attempt(request, client, table, backend, deadline, None)
+                target = table.backends[backend]
+                lines = cookie + _BACKEND_LINES[backend]
+                return (
+                    conn.status,
+                    await relay_response(request, client, conn, target, lines),
+                    backend,
+                )
+            assert flag is not None and flag.budget is not None
+            flag.budget.count_request(now)
             try:
                 conn = await self._attempt(request, client, table, backend, deadline, policy)
             except UpstreamError as error:
@@ -189,7 +197,13 @@ class ProxyService:
                 deadline=deadline,
                 replay_limit=policy.max_replay_body if policy is not None else 0,
             )
-            await await_response(conn)
+            waiter = conn.headers_done
+            assert waiter is not None
+            try:
+                await waiter  # bounded by the connection's own response timer
+            except BaseException:
+                conn.close()
+                raise
         except UpstreamError as error:
             self._count_failure(backend, error)
             raise

@@ -43,10 +43,10 @@ async def open_tunnel(
         head = status_line(101) + response_header_lines(conn.raw_headers, upgrade=True)
         client.write(head + extra_lines + b"\r\n")
         await _splice(client, conn, target.idle_timeout)
+        client.close()
         return 101
     finally:
-        conn.close()
-        client.close()
+        conn.close()  # the client connection is closed by its caller on any other path
 
 
 async def _splice(client: ClientConnection, conn: UpstreamConnection, idle_timeout: float) -> None:
