@@ -17,16 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 READ_DEADLINE = 5.0
 
 
-# -- what a backend saw ---------------------------------------------------------
-@dataclass
-class Seen:
-    """One request as a backend received it (raw header lines, in order)."""
+class HeaderLines:
+    """Lookups over raw header lines kept in order (names compared case-insensitively)."""
 
-    method: str
-    path_qs: str
     headers: list[tuple[str, str]]
-    body: bytes = b""
-    body_complete: bool = False
 
     def values(self, name: str) -> list[str]:
         lower = name.lower()
@@ -35,6 +29,18 @@ class Seen:
     def header(self, name: str) -> str | None:
         found = self.values(name)
         return found[0] if found else None
+
+
+# -- what a backend saw ---------------------------------------------------------
+@dataclass
+class Seen(HeaderLines):
+    """One request as a backend received it (raw header lines, in order)."""
+
+    method: str
+    path_qs: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    body_complete: bool = False
 
     def has(self, name: str) -> bool:
         return bool(self.values(name))
@@ -85,18 +91,10 @@ def recording_app(name: str, recorder: Recorder | None = None) -> web.Applicatio
 
 # -- a raw HTTP/1.1 client --------------------------------------------------------
 @dataclass
-class RawResponse:
+class RawResponse(HeaderLines):
     status: int
     headers: list[tuple[str, str]]
     body: bytes
-
-    def values(self, name: str) -> list[str]:
-        lower = name.lower()
-        return [value for key, value in self.headers if key.lower() == lower]
-
-    def header(self, name: str) -> str | None:
-        found = self.values(name)
-        return found[0] if found else None
 
 
 class RawConnection:

@@ -54,6 +54,13 @@ async def turnouts() -> AsyncIterator[list[Turnout]]:
         await turnout.stop()
 
 
+async def run_config(tmp_path: Path, text: str, started: list[Turnout]) -> tuple[Path, Turnout]:
+    """Write ``text`` as the config file and start a Turnout on it."""
+    path = tmp_path / "turnout.yaml"
+    path.write_text(text)
+    return path, await run(path, started)
+
+
 async def run(path: Path, started: list[Turnout], *, watch: bool = False) -> Turnout:
     turnout = Turnout(read_config(str(path)))
     await turnout.start(watch=watch)
@@ -137,9 +144,7 @@ async def test_sighup_reloads_a_serving_process(
 async def test_100_reloads_valid_and_invalid_under_traffic_fail_no_request(
     tmp_path: Path, backend_urls: tuple[str, str], turnouts: list[Turnout]
 ) -> None:
-    path = tmp_path / "turnout.yaml"
-    path.write_text(config_text(backend_urls, 50))
-    turnout = await run(path, turnouts)
+    path, turnout = await run_config(tmp_path, config_text(backend_urls, 50), turnouts)
     stop = asyncio.Event()
     outcomes: list[int] = []
 
@@ -243,9 +248,7 @@ async def test_rollback_survives_a_restart_and_resume_hands_back_to_the_file(
 async def test_a_reload_keeps_pools_of_unchanged_backends(
     tmp_path: Path, backend_urls: tuple[str, str], turnouts: list[Turnout]
 ) -> None:
-    path = tmp_path / "turnout.yaml"
-    path.write_text(config_text(backend_urls, 50))
-    turnout = await run(path, turnouts)
+    path, turnout = await run_config(tmp_path, config_text(backend_urls, 50), turnouts)
     async with aiohttp.ClientSession() as session:
         for user in range(20):
             await side(turnout, session, f"user-{user}")
