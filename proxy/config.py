@@ -143,7 +143,8 @@ class BackendConfig(_Model):
     """Active health checks; none unless configured (a backend without the
     endpoint would otherwise be marked down)."""
     outlier_detection: OutlierDetection = OutlierDetection()
-    max_connections: int = Field(default=512, ge=1)
+    max_idle_connections: int = Field(default=512, ge=1)
+    """Idle keep-alive connections kept per backend (connections in use are not capped)."""
 
     @field_validator("url")
     @classmethod

@@ -71,7 +71,7 @@ class PoolRegistry:
                 backend.host,
                 backend.port,
                 connect_timeout=timeouts.connect,
-                max_idle=backend.max_connections,
+                max_idle=backend.max_idle_connections,
             )
             self._pools[key] = pool
         return BackendTarget(

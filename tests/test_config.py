@@ -207,7 +207,7 @@ def test_defaults_and_short_forms() -> None:
     legacy = config.backends.legacy
     assert legacy.timeouts.connect == 1.0 and legacy.health is None  # active checks opt-in
     assert legacy.outlier_detection.consecutive_failures == 5
-    assert legacy.max_connections == 512
+    assert legacy.max_idle_connections == 512
 
 
 def test_minimal_config_has_client_ip_sticky_and_no_flags() -> None:
