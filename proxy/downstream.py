@@ -232,6 +232,10 @@ class ClientConnection(asyncio.Protocol):
             self._task.cancel()
         self._write_flow.fail(gone)
 
+    @property
+    def write_flow(self) -> WriteFlow:
+        return self._write_flow
+
     def pause_writing(self) -> None:
         self._write_flow.pause()
 

@@ -9,20 +9,28 @@ instead of growing the buffer.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 
 class WriteFlow:
-    __slots__ = ("_paused", "_waiter")
+    __slots__ = ("_paused", "_waiter", "on_pause", "on_resume")
 
     def __init__(self) -> None:
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
+        # Set by a byte tunnel: stop and restart reading the other socket.
+        self.on_pause: Callable[[], None] | None = None
+        self.on_resume: Callable[[], None] | None = None
 
     def pause(self) -> None:
         self._paused = True
+        if self.on_pause is not None:
+            self.on_pause()
 
     def resume(self) -> None:
         self._paused = False
+        if self.on_resume is not None:
+            self.on_resume()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -70,6 +70,7 @@ async def _splice(client: ClientConnection, conn: UpstreamConnection, idle_timeo
             conn.transport.write(data)
 
     conn.on_close = end
+    _couple_backpressure(client, conn)
     client.tunnel_sink = to_backend
     for backlog, sink in ((conn.tunnel_backlog, to_client), (client.tunnel_backlog, to_backend)):
         if backlog:
@@ -86,3 +87,15 @@ async def _splice(client: ClientConnection, conn: UpstreamConnection, idle_timeo
                 return
         if ended.done():
             return
+
+
+def _couple_backpressure(client: ClientConnection, conn: UpstreamConnection) -> None:
+    """A side that cannot take more bytes stops the reading of the other side's socket,
+    so a fast sender and a slow receiver cannot grow the proxy's buffers."""
+    upstream = conn.transport
+    if upstream is None:
+        return
+    client.write_flow.on_pause = upstream.pause_reading
+    client.write_flow.on_resume = upstream.resume_reading
+    conn.write_flow.on_pause = client.pause_reading
+    conn.write_flow.on_resume = client.resume_reading

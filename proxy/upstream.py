@@ -124,6 +124,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.on_close()
         self._write_flow.fail(UpstreamReset("backend closed the connection"))
 
+    @property
+    def write_flow(self) -> WriteFlow:
+        return self._write_flow
+
     def pause_writing(self) -> None:
         self._write_flow.pause()
 

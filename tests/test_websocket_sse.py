@@ -164,3 +164,53 @@ async def test_plain_get_still_works_next_to_websockets(
     ):
         assert response.status == 200
     assert not recorder.seen[0].has("upgrade")
+
+
+async def test_a_websocket_firehose_to_a_slow_client_is_held_back_not_buffered(
+    aiohttp_server: AiohttpServer, start_turnout: StartTurnout
+) -> None:
+    """The backend sends as fast as it can; the client reads nothing. Backpressure must
+    stop the backend (its sends block) instead of the proxy buffering everything."""
+    sent = [0]
+    cap = 256 * 1024 * 1024
+
+    async def firehose(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        chunk = b"x" * 65536
+        while sent[0] < cap:
+            await ws.send_bytes(chunk)
+            sent[0] += len(chunk)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", firehose)
+    backend = await aiohttp_server(app)
+    url = str(backend.make_url(""))
+    turnout = await start_turnout(url, url)
+    reader, writer = await asyncio.open_connection("127.0.0.1", turnout.proxy_port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    async with asyncio.timeout(DEADLINE):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    # Stop reading. Wait until the backend's sending stalls (or runs away past 64 MiB).
+    last, stable_since = -1, asyncio.get_running_loop().time()
+    async with asyncio.timeout(20):
+        while sent[0] < 64 * 1024 * 1024:
+            now = asyncio.get_running_loop().time()
+            if sent[0] != last:
+                last, stable_since = sent[0], now
+            elif now - stable_since > 0.5:
+                break
+            await asyncio.sleep(0.02)
+    proxy_buffered = sum(
+        conn.transport.get_write_buffer_size()
+        for conn in turnout.service._connections
+        if conn.transport is not None
+    )
+    writer.close()
+    assert sent[0] < 64 * 1024 * 1024, f"backend pushed {sent[0]} bytes into the proxy"
+    assert proxy_buffered < 1024 * 1024
