@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -39,6 +40,7 @@ from proxy.watch import ConfigWatcher
 
 _log = structlog.get_logger("turnout.workers")
 _SNAPSHOT_TIMEOUT = 2.0
+_WORKER_START_SECONDS = 15.0
 
 
 async def run_worker(loaded: LoadedConfig, socket_path: str) -> int:
@@ -98,14 +100,27 @@ class WorkerSet:
             for process, path in zip(self.processes, self.sockets, strict=True)
         )
 
-    async def watch(self) -> None:
-        """Restart workers that exit while we are not stopping."""
+    async def watch(self, current_state: Callable[[], RuntimeState]) -> None:
+        """Restart workers that exit while we are not stopping, and hand each restarted
+        one the current runtime state (without a state file it could not read it)."""
         while not self.stopping:
             await asyncio.sleep(0.5)
             for index, process in enumerate(self.processes):
                 if process.poll() is not None and not self.stopping:
                     _log.error("worker_exited", index=index, code=process.returncode)
                     self.processes[index] = self._spawn(index)
+                    await self._when_listening(index)
+                    await self.push_state(current_state(), [self.sockets[index]])
+
+    async def _when_listening(self, index: int) -> None:
+        """Poll for the worker's socket file: another process creates it."""
+        for _ in range(int(_WORKER_START_SECONDS / 0.05)):
+            if self._socket_ready(index):
+                return
+            await asyncio.sleep(0.05)
+
+    def _socket_ready(self, index: int) -> bool:
+        return os.path.exists(self.sockets[index])
 
     async def snapshots(self) -> list[Snapshot]:
         async def fetch(path: str) -> Snapshot | None:
@@ -124,8 +139,8 @@ class WorkerSet:
         results = await asyncio.gather(*(fetch(path) for path in self.sockets))
         return [snapshot for snapshot in results if snapshot is not None]
 
-    async def push_state(self, state: RuntimeState) -> None:
-        """Hand a runtime change to every worker (they apply it at once)."""
+    async def push_state(self, state: RuntimeState, sockets: list[str] | None = None) -> None:
+        """Hand a runtime change to the workers (they apply it at once)."""
         body = encode_state(state)
 
         async def push(path: str) -> None:
@@ -140,7 +155,7 @@ class WorkerSet:
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
                 _log.error("worker_state_push_failed", socket=path, error=str(error))
 
-        await asyncio.gather(*(push(path) for path in self.sockets))
+        await asyncio.gather(*(push(path) for path in sockets or self.sockets))
 
     def signal_all(self, sig: signal.Signals) -> None:
         for process in self.processes:
@@ -225,7 +240,7 @@ async def supervise(loaded: LoadedConfig, count: int) -> int:
     admin, admin_port = await start_admin(
         control, config.admin.listen.host, config.admin.listen.port
     )
-    watcher = asyncio.create_task(workers.watch())
+    watcher = asyncio.create_task(workers.watch(lambda: control.controller.state))
     config_watcher = ConfigWatcher(loaded.path, control.reload)
     await config_watcher.start()
     on_reload_signal(control.reload)

@@ -283,15 +283,64 @@ async def test_runtime_change_reaches_every_worker(
                 headers={"Authorization": f"Bearer {TOKEN}"},
             ) as response:
                 assert response.status == 200
-        sides = set()
-        for user in range(60):  # a new connection each: SO_REUSEPORT spreads them
-            connector = aiohttp.TCPConnector(force_close=True)
-            async with aiohttp.ClientSession(connector=connector) as session:
-                async with session.get(
-                    f"http://127.0.0.1:{port}/x", headers={"x-user-id": f"u{user}"}
-                ) as response:
-                    sides.add(response.headers["x-turnout-backend"])
-        assert sides == {"new"}
+        assert await sides_of_new_connections(port, users=60) == {"new"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+
+
+async def is_ready(admin: int) -> bool:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{admin}/readyz") as response:
+            return response.status == 200
+
+
+def children(pid: int) -> set[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return {int(child) for child in text.split()}
+
+
+async def sides_of_new_connections(port: int, users: int = 40) -> set[str]:
+    sides = set()
+    for user in range(users):  # a new connection each: SO_REUSEPORT spreads them
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(
+                f"http://127.0.0.1:{port}/x", headers={"x-user-id": f"u{user}"}
+            ) as response:
+                sides.add(response.headers["x-turnout-backend"])
+    return sides
+
+
+async def test_a_restarted_worker_gets_the_runtime_state_without_a_state_file(
+    tmp_path: Path, backend_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", TOKEN)
+    path, port, admin = write_config(tmp_path, backend_urls[0])
+    data = yaml.safe_load(path.read_text())
+    data["backends"]["new"]["url"] = backend_urls[1]
+    data["flags"]["main"]["percent"] = 0
+    path.write_text(yaml.safe_dump(data))
+    process = await start_serve(path, "--workers", "2")
+    try:
+        await wait_ready(admin, process)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"http://127.0.0.1:{admin}/flags/main/percent",
+                json={"percent": 100},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as response:
+                assert response.status == 200
+        before = children(process.pid)
+        os.kill(min(before), signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        # Ready again means the replacement listens (its socket file is new).
+        while children(process.pid) == before or not await is_ready(admin):
+            assert time.monotonic() < deadline, "the worker was not replaced"
+            await asyncio.sleep(0.05)
+        while await sides_of_new_connections(port) != {"new"}:
+            assert time.monotonic() < deadline, "the restarted worker did not get the state"
+            await asyncio.sleep(0.1)
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=20) == 0
