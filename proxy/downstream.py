@@ -22,7 +22,7 @@ from typing import cast
 
 import httptools
 
-from proxy.flow import WriteFlow
+from proxy.flow import FlowControlledProtocol
 from proxy.responses import error_bytes
 
 _BODY_HIGH_WATER = 256 * 1024
@@ -152,7 +152,7 @@ Handler = Callable[["IncomingRequest", "ClientConnection"], Awaitable[bool]]
 """Serves one request; returns False when the connection must close afterwards."""
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(FlowControlledProtocol):
     """One client connection: parse, queue, hand to the handler, keep alive or close."""
 
     def __init__(
@@ -161,6 +161,7 @@ class ClientConnection(asyncio.Protocol):
         limits: ConnectionLimits,
         registry: set[ClientConnection],
     ) -> None:
+        super().__init__()
         self._handler = handler
         self._limits = limits
         self._registry = registry
@@ -176,7 +177,6 @@ class ClientConnection(asyncio.Protocol):
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._url = bytearray()
-        self._write_flow = WriteFlow()
         self._reading_paused = False
         self.closed = False
         self.draining = False
@@ -231,16 +231,6 @@ class ClientConnection(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
         self._write_flow.fail(gone)
-
-    @property
-    def write_flow(self) -> WriteFlow:
-        return self._write_flow
-
-    def pause_writing(self) -> None:
-        self._write_flow.pause()
-
-    def resume_writing(self) -> None:
-        self._write_flow.resume()
 
     # -- httptools callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:

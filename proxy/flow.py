@@ -51,3 +51,20 @@ class WriteFlow:
             await self._waiter
         finally:
             self._waiter = None
+
+
+class FlowControlledProtocol(asyncio.Protocol):
+    """A protocol whose writers await ``drain()`` while asyncio reports a full buffer."""
+
+    def __init__(self) -> None:
+        self._write_flow = WriteFlow()
+
+    @property
+    def write_flow(self) -> WriteFlow:
+        return self._write_flow
+
+    def pause_writing(self) -> None:
+        self._write_flow.pause()
+
+    def resume_writing(self) -> None:
+        self._write_flow.resume()

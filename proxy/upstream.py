@@ -20,7 +20,7 @@ from typing import cast
 
 import httptools
 
-from proxy.flow import WriteFlow
+from proxy.flow import FlowControlledProtocol
 
 _READ_HIGH_WATER = 256 * 1024
 _READ_LOW_WATER = 64 * 1024
@@ -52,10 +52,11 @@ class UpstreamReset(UpstreamError):
     kind = "reset"
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(FlowControlledProtocol):
     """One keep-alive connection to a backend, driven by httptools callbacks."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self._loop = loop
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
@@ -63,7 +64,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.requests_served = 0
         self._reset_exchange()
-        self._write_flow = WriteFlow()
         self._timer: asyncio.TimerHandle | None = None
         # After a 101 answer the connection becomes a byte tunnel (proxy.tunnel).
         self.upgraded = False
@@ -123,16 +123,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.on_close is not None:
             self.on_close()
         self._write_flow.fail(UpstreamReset("backend closed the connection"))
-
-    @property
-    def write_flow(self) -> WriteFlow:
-        return self._write_flow
-
-    def pause_writing(self) -> None:
-        self._write_flow.pause()
-
-    def resume_writing(self) -> None:
-        self._write_flow.resume()
 
     # -- httptools callbacks ---------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
