@@ -86,6 +86,28 @@ async def admin_post(
             return response.status, await response.json(content_type=None)
 
 
+def write_serve_config(
+    tmp_path: Path, urls: tuple[str, str], *, percent: float
+) -> tuple[Path, int, int]:
+    """A config for `turnout serve` on free ports: flag `main` at ``percent``."""
+    path, port, admin = write_config(tmp_path, urls[0])
+    data = yaml.safe_load(path.read_text())
+    data["backends"]["new"]["url"] = urls[1]
+    data["flags"]["main"]["percent"] = percent
+    path.write_text(yaml.safe_dump(data))
+    return path, port, admin
+
+
+async def set_percent_over_admin(admin: int, percent: float) -> int:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"http://127.0.0.1:{admin}/flags/main/percent",
+            json={"percent": percent},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as response:
+            return response.status
+
+
 async def test_configmap_symlink_swap_is_picked_up_within_2s(
     tmp_path: Path, backend_urls: tuple[str, str], turnouts: list[Turnout]
 ) -> None:
@@ -111,11 +133,7 @@ async def test_configmap_symlink_swap_is_picked_up_within_2s(
 async def test_sighup_reloads_a_serving_process(
     tmp_path: Path, backend_urls: tuple[str, str]
 ) -> None:
-    path, _port, admin = write_config(tmp_path, backend_urls[0])
-    data = yaml.safe_load(path.read_text())
-    data["backends"]["new"]["url"] = backend_urls[1]
-    data["flags"]["main"]["percent"] = 10
-    path.write_text(yaml.safe_dump(data))
+    path, _port, admin = write_serve_config(tmp_path, backend_urls, percent=10)
     process = await start_serve(path)
     try:
         await wait_ready(admin, process)
@@ -268,21 +286,11 @@ async def test_runtime_change_reaches_every_worker(
     tmp_path: Path, backend_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", TOKEN)
-    path, port, admin = write_config(tmp_path, backend_urls[0])
-    data = yaml.safe_load(path.read_text())
-    data["backends"]["new"]["url"] = backend_urls[1]
-    data["flags"]["main"]["percent"] = 0
-    path.write_text(yaml.safe_dump(data))
+    path, port, admin = write_serve_config(tmp_path, backend_urls, percent=0)
     process = await start_serve(path, "--workers", "2")
     try:
         await wait_ready(admin, process)
-        async with aiohttp.ClientSession() as session:
-            async with session.post(
-                f"http://127.0.0.1:{admin}/flags/main/percent",
-                json={"percent": 100},
-                headers={"Authorization": f"Bearer {TOKEN}"},
-            ) as response:
-                assert response.status == 200
+        assert await set_percent_over_admin(admin, 100) == 200
         assert await sides_of_new_connections(port, users=60) == {"new"}
     finally:
         process.send_signal(signal.SIGTERM)
@@ -316,21 +324,11 @@ async def test_a_restarted_worker_gets_the_runtime_state_without_a_state_file(
     tmp_path: Path, backend_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", TOKEN)
-    path, port, admin = write_config(tmp_path, backend_urls[0])
-    data = yaml.safe_load(path.read_text())
-    data["backends"]["new"]["url"] = backend_urls[1]
-    data["flags"]["main"]["percent"] = 0
-    path.write_text(yaml.safe_dump(data))
+    path, port, admin = write_serve_config(tmp_path, backend_urls, percent=0)
     process = await start_serve(path, "--workers", "2")
     try:
         await wait_ready(admin, process)
-        async with aiohttp.ClientSession() as session:
-            async with session.post(
-                f"http://127.0.0.1:{admin}/flags/main/percent",
-                json={"percent": 100},
-                headers={"Authorization": f"Bearer {TOKEN}"},
-            ) as response:
-                assert response.status == 200
+        assert await set_percent_over_admin(admin, 100) == 200
         before = children(process.pid)
         os.kill(min(before), signal.SIGKILL)
         deadline = time.monotonic() + 15
