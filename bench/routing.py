@@ -12,7 +12,7 @@ import random
 import re
 import timeit
 
-from proxy.routing import RouteMatcher, RouteRule
+from proxy.decision.routing import RouteMatcher, RouteRule
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxy import __version__
-from proxy.config_loader import ConfigError, summarize
+from proxy.config.loader import ConfigError, summarize
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def _add_admin_commands(commands: Any) -> None:
 
 
 def _percent(text: str) -> float:
-    from proxy.admin_client import percent_argument
+    from proxy.admin.client import percent_argument
 
     try:
         return percent_argument(text)
@@ -72,8 +72,8 @@ def _admin_parser(commands: Any, name: str, help_: str) -> argparse.ArgumentPars
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from proxy.app import read_config
     from proxy.log import configure_logging
+    from proxy.runtime.app import read_config
 
     configure_logging(args.log_level)
     try:
@@ -82,16 +82,16 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stderr.write(f"{error}\n")
         return 1
     if args.worker_socket:
-        from proxy.workers import worker_main
+        from proxy.runtime.workers import worker_main
 
         return worker_main(loaded, args.worker_socket)
-    from proxy.serve import run_serve
+    from proxy.runtime.serve import run_serve
 
     return run_serve(loaded, max(1, args.workers))
 
 
 def _check(args: argparse.Namespace) -> int:
-    from proxy.app import read_config
+    from proxy.runtime.app import read_config
 
     try:
         loaded = read_config(args.config)
@@ -115,7 +115,7 @@ def _admin(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
-    from proxy.admin_client import AdminClient, AdminError, admin_target, run_admin_command
+    from proxy.admin.client import AdminClient, AdminError, admin_target, run_admin_command
 
     try:
         url, token_env = admin_target(args.admin, args.config, os.environ)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy.app import LoadedConfig, Turnout
-from proxy.config_loader import config_hash, parse_config
+from proxy.config.loader import config_hash, parse_config
+from proxy.runtime.app import LoadedConfig, Turnout
 
 BASE_CONFIG: dict[str, Any] = {
     "listen": "127.0.0.1:0",

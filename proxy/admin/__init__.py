@@ -1,0 +1,1 @@
+"""The admin API and the CLI's client for it."""

@@ -1,0 +1,292 @@
+"""The operator side of the admin API (SPEC §2, §8): `turnout status|set|rollback|resume`.
+
+``AdminClient`` makes the HTTP calls and turns every failure into an
+``AdminError`` carrying the CLI's exit code; the ``format_*`` functions are
+pure, so the table and the one-line answers are tested without a server.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, TypeGuard
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from proxy.config.values import check_two_decimals, parse_percent
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9901"
+TOKEN_ENV = "TURNOUT_ADMIN_TOKEN"
+URL_ENV = "TURNOUT_ADMIN_URL"
+TIMEOUT_SECONDS = 5.0
+
+EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_UNKNOWN_FLAG = 0, 1, 2, 3, 4
+
+
+class AdminError(Exception):
+    """A failed admin call, worded for the operator, with the exit code the CLI returns."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def percent_argument(text: str) -> float:
+    """``"25"``, ``"25%"`` or ``"12.5"`` -> a percent in 0..100 with at most two decimals."""
+    return check_two_decimals(parse_percent(text))
+
+
+def admin_target(
+    explicit: str | None, config_path: str | None, env: Mapping[str, str]
+) -> tuple[str, str]:
+    """(admin URL, name of the token's environment variable) for a CLI call.
+
+    The URL: ``--admin``, else ``$TURNOUT_ADMIN_URL``, else ``admin.listen`` of
+    ``-c FILE`` (a wildcard host means "this machine"), else the default. The
+    config may also rename the token variable (``admin.token_env``).
+    """
+    token_env = TOKEN_ENV
+    if config_path is not None:
+        from proxy.config.loader import ConfigError, load_config
+
+        try:
+            admin = load_config(config_path).admin
+        except ConfigError as error:
+            raise AdminError(f"cannot read admin.listen from {config_path}:\n{error}") from None
+        token_env = admin.token_env or TOKEN_ENV
+        config_url = f"http://{_loopback_for(admin.listen.host)}:{admin.listen.port}"
+    url = explicit or env.get(URL_ENV) or (config_url if config_path else DEFAULT_ADMIN_URL)
+    return url.rstrip("/"), token_env
+
+
+def _loopback_for(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class AdminClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        token_env: str = TOKEN_ENV,
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> None:
+        # "127.0.0.1:9901" is what admin.listen looks like; accept it as a URL too.
+        self.base_url = (base_url if "://" in base_url else f"http://{base_url}").rstrip("/")
+        self._token = token or None
+        self._token_env = token_env
+        self._seconds = timeout
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def status(self) -> dict[str, Any]:
+        return await self._call("GET", "/status")
+
+    async def set_percent(self, flag: str, percent: float) -> dict[str, Any]:
+        body = {"percent": percent}
+        return await self._call("POST", f"/flags/{quote(flag, safe='')}/percent", body, flag=flag)
+
+    async def rollback(self, flag: str) -> dict[str, Any]:
+        return await self._call("POST", f"/flags/{quote(flag, safe='')}/rollback", flag=flag)
+
+    async def resume(self, flag: str) -> dict[str, Any]:
+        return await self._call("POST", f"/flags/{quote(flag, safe='')}/resume", flag=flag)
+
+    async def rollback_all(self) -> dict[str, Any]:
+        return await self._call("POST", "/rollback")
+
+    async def _call(
+        self, method: str, path: str, body: Any = None, *, flag: str | None = None
+    ) -> dict[str, Any]:
+        url = self.base_url + path
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=self._timeout) as session,
+                session.request(method, url, json=body, headers=headers) as response,
+            ):
+                raw = await response.read()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            raise AdminError(
+                f"cannot reach the admin API at {self.base_url}: {_describe(exc, self._seconds)}",
+                EXIT_UNREACHABLE,
+            ) from None
+        return self._answer(method, path, status, raw, flag)
+
+    def _answer(
+        self, method: str, path: str, status: int, raw: bytes, flag: str | None
+    ) -> dict[str, Any]:
+        document = _json_or_none(raw)
+        message = _error_message(document, raw, status)
+        if status in (401, 403):
+            env = self._token_env
+            hint = f"is {env} set?" if self._token is None else f"is {env} the right token?"
+            raise AdminError(f"refused: {message} ({hint})", EXIT_REFUSED)
+        if status == 404 and flag is not None:
+            raise AdminError(f"unknown flag {flag}", EXIT_UNKNOWN_FLAG)
+        if status >= 300:
+            raise AdminError(f"{method} {path} failed with HTTP {status}: {message}")
+        if not isinstance(document, dict):
+            raise AdminError(f"{method} {path}: the admin API answered something else than JSON")
+        return document
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _error_message(document: Any, raw: bytes, status: int) -> str:
+    if isinstance(document, dict) and isinstance(document.get("error"), dict):
+        return str(document["error"].get("message") or document["error"].get("code"))
+    text = raw.decode("utf-8", "replace").strip()
+    return text[:200] or f"HTTP {status}"
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"not a valid URL ({exc})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return "connection refused (is turnout serve running with this admin.listen?)"
+        return exc.os_error.strerror or str(exc.os_error)
+    return str(exc) or type(exc).__name__
+
+
+async def run_admin_command(
+    client: AdminClient, command: str, flag: str | None = None, percent: float | None = None
+) -> str:
+    """One CLI command (``status``, ``set``, ``rollback``, ``resume``) -> the text to print.
+
+    ``rollback`` without a flag is ``rollback --all``. Raises ``AdminError``.
+    """
+    if command == "status":
+        return format_status(await client.status())
+    if command == "set" and flag is not None and percent is not None:
+        return format_change(await client.set_percent(flag, percent))
+    if command == "rollback":
+        if flag is None:
+            return format_rollback_all(await client.rollback_all())
+        return format_change(await client.rollback(flag), "rolled back")
+    if command == "resume" and flag is not None:
+        return format_change(await client.resume(flag), "override cleared")
+    raise AdminError(f"unknown admin command {command!r}")
+
+
+# --- formatting (pure) ---
+
+
+def format_percent(value: Any) -> str:
+    """``25`` -> ``25%``, ``12.5`` -> ``12.5%``."""
+    if not _is_number(value):
+        return "?"
+    return f"{value:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def format_change(doc: Mapping[str, Any], note: str = "") -> str:
+    """``user-api: 10% -> 25%`` for a mutating call's answer."""
+    line = f"{doc.get('flag', '?')}: {format_percent(doc.get('before'))} -> "
+    line += format_percent(doc.get("after"))
+    return f"{line} ({note})\n" if note else f"{line}\n"
+
+
+def format_rollback_all(doc: Mapping[str, Any]) -> str:
+    flags = doc.get("flags") or []
+    if not flags:
+        return "no flags to roll back\n"
+    lines = [
+        format_change(item, "rolled back") if isinstance(item, dict) else f"{item}: rolled back\n"
+        for item in flags
+    ]
+    return "".join(lines)
+
+
+def format_status(doc: Mapping[str, Any]) -> str:
+    """The `turnout status` table for a ``GET /status`` document."""
+    lines = [_summary_line(doc), ""]
+    flags = [flag for flag in doc.get("flags") or [] if isinstance(flag, dict)]
+    if not flags:
+        return "\n".join([*lines, "no flags configured"]) + "\n"
+    rows = [list(_COLUMNS), *(_flag_row(flag) for flag in flags)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+_BACKENDS = ("legacy", "new")
+_COLUMNS = (
+    "FLAG",
+    "PHASE",
+    "PERCENT",
+    "CANARY",
+    *(f"{name.upper()} {what}" for name in _BACKENDS for what in ("REQ/S", "ERR", "P99")),
+)
+
+
+def _summary_line(doc: Mapping[str, Any]) -> str:
+    backends = doc.get("backends") or {}
+    states = []
+    for name in _BACKENDS:
+        up = (backends.get(name) or {}).get("up")
+        states.append(f"{name} {'?' if up is None else 'up' if up else 'DOWN'}")
+    return f"config {str(doc.get('config_hash', '?'))[:12]}   backends: {', '.join(states)}"
+
+
+def _flag_row(flag: Mapping[str, Any]) -> list[str]:
+    row = [str(flag.get("name", "?")), str(flag.get("phase", "?")), _percent_cell(flag)]
+    row.append(_canary_cell(flag.get("canary")))
+    per_backend = flag.get("backends") or {}
+    for name in _BACKENDS:
+        row.extend(_backend_cells(per_backend.get(name) or {}))
+    return row
+
+
+def _percent_cell(flag: Mapping[str, Any]) -> str:
+    text = format_percent(flag.get("percent"))
+    override = flag.get("override")
+    if isinstance(override, dict):
+        reason, by = override.get("reason") or "set", override.get("by")
+        who = reason if by in (None, "", reason) else f"{reason} by {by}"
+        text += f" (override: {who}; file {format_percent(flag.get('file_percent'))})"
+    return text
+
+
+def _canary_cell(canary: Any) -> str:
+    if not isinstance(canary, dict):
+        return "-"
+    step = canary.get("step")
+    state = str(canary.get("state", "?"))
+    return state if step is None else f"{state} step {step}"
+
+
+def _backend_cells(numbers: Mapping[str, Any]) -> list[str]:
+    rps, rate, p99 = numbers.get("rps"), numbers.get("error_rate"), numbers.get("p99_seconds")
+    rps_cell = f"{rps:.1f}" if _is_number(rps) else "-"
+    no_traffic = not numbers.get("requests")
+    rate_cell = "-" if no_traffic or not _is_number(rate) else f"{rate * 100:.2f}%"
+    return [rps_cell, rate_cell, _seconds(p99) if _is_number(p99) else "-"]
+
+
+def _seconds(value: float) -> str:
+    if value < 0.01:
+        return f"{value * 1000:.1f}ms"
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)

@@ -1,0 +1,117 @@
+"""The per-flag policy models: targeting, shadow, fallback and canary (SPEC §3)."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+
+from proxy.config.base import MIB, Method
+from proxy.config.base import StrictModel as _Model
+from proxy.config.values import (
+    Percent,
+    PositiveDuration,
+    Size,
+    TrafficPercent,
+    parse_fallback_trigger,
+)
+
+
+class TargetList(_Model):
+    tenants: list[str] = []
+    users: list[str] = []
+
+
+class Targeting(_Model):
+    """Ids forced to one side; a tenant or user id may not be on both sides."""
+
+    new: TargetList = TargetList()
+    legacy: TargetList = TargetList()
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Targeting:
+        problems = [
+            f"{kind[:-1]} {ident!r} is listed under both new.{kind} and legacy.{kind}"
+            for kind in ("tenants", "users")
+            for ident in getattr(self.new, kind)
+            if ident in getattr(self.legacy, kind)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _status_pair(value: tuple[int, int]) -> tuple[int, int]:
+    for code in value:
+        if not 100 <= code <= 599:
+            raise ValueError(f"{code} is not an HTTP status code (100..599)")
+    return value
+
+
+class Compare(_Model):
+    ignore: list[str] = []
+    """Paths such as ``body.meta.generatedAt``, ``body.items[*].updatedAt``, ``headers.date``."""
+    normalize: list[Literal["uuid", "iso_timestamp", "unordered_lists"]] = []
+    same_status: list[Annotated[tuple[int, int], AfterValidator(_status_pair)]] = []
+    """Status pairs counted as equal, e.g. ``[[400, 422]]``."""
+
+
+class Shadow(_Model):
+    percent: Percent
+    methods: list[Method] = ["GET", "HEAD"]
+    compare: Compare = Compare()
+    max_in_flight: int = Field(default=64, ge=1)
+    max_body_bytes: Size = MIB
+
+
+FallbackTrigger = Annotated[str | int, BeforeValidator(parse_fallback_trigger)]
+
+
+class Fallback(_Model):
+    on: list[FallbackTrigger] = ["connect_error", "timeout", 502, 503, 504]
+    methods: list[Method] = ["GET", "HEAD", "OPTIONS"]
+    budget_percent: Percent = 20.0
+    max_replay_body_bytes: Size = MIB
+
+
+class Canary(_Model):
+    steps: list[TrafficPercent] = Field(min_length=1)
+    interval: PositiveDuration = 300.0
+    min_requests: int = Field(default=100, ge=1)
+    max_error_rate: Percent = 1.0
+    max_p99: PositiveDuration = 0.8
+    max_mismatch_rate: Percent | None = None
+    max_error_rate_increase: Percent | None = None
+    """Percent points above legacy's error rate in the same interval."""
+    failures_to_rollback: int = Field(default=2, ge=1)
+    prometheus_url: str | None = None
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[float]) -> list[float]:
+        if value[0] <= 0:
+            raise ValueError(f"steps must be greater than 0, got {value[0]:g}")
+        for before, after in pairwise(value):
+            if after <= before:
+                raise ValueError(f"steps must increase strictly, got {before:g} then {after:g}")
+        return value
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+            value = value.rstrip("/")
+        return value
+
+
+class FlagConfig(_Model):
+    percent: TrafficPercent = 0.0
+    targeting: Targeting = Targeting()
+    shadow: Shadow | None = None
+    fallback: Fallback | None = None
+    canary: Canary | None = None

@@ -1,0 +1,1 @@
+"""Live control: reloads, the runtime state file, the config watcher."""

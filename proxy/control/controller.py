@@ -1,0 +1,157 @@
+"""Live control of one process's proxy (SPEC §6): reloads and runtime overrides.
+
+Precedence: a runtime override (``set``, ``rollback``, later the canary) beats
+the file's ``percent`` until ``resume``. Overrides live in the state file, so
+they survive reloads and restarts. A reload validates the whole new file
+first; an invalid one is refused, logged with every error, counted, and the
+old config keeps serving.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from proxy.config.loader import ConfigError, LoadedConfig, read_config
+from proxy.control.state import FlagOverride, RuntimeState, StateStore
+from proxy.decision.bucketing import threshold_for
+from proxy.decision.table import PoolRegistry, RoutingTable, compile_table
+from proxy.exchange.service import ProxyService
+from proxy.observe.stats import Stats
+
+_log = structlog.get_logger("turnout.control")
+_audit = structlog.get_logger("turnout.audit")
+
+
+class UnknownFlag(KeyError):
+    """A runtime change named a flag the active config does not have."""
+
+
+class Controller:
+    """Owns the loaded config, the runtime state and the reload counters of a process."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        store: StateStore,
+        stats: Stats,
+        pools: PoolRegistry,
+        on_table: Callable[[RoutingTable], None] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.store = store
+        self.state = store.load()
+        self._stats = stats
+        self._pools = pools
+        self._on_table = on_table
+        self.reloads = {"success": 1, "failure": 0}
+        self.last_reload_success = time.time()
+        self.table = self._compile(loaded)
+
+    def _compile(self, loaded: LoadedConfig) -> RoutingTable:
+        return compile_table(
+            loaded.config, loaded.hash, self._stats, self._pools, self.state.percents()
+        )
+
+    def attach(self, service: ProxyService) -> None:
+        """Send every new table to ``service`` from now on."""
+        self._on_table = service.swap_table
+
+    # -- reload ---------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read the config file; keep the old config if the new one is invalid."""
+        try:
+            loaded = read_config(self.loaded.path)
+        except ConfigError as error:
+            self.reloads["failure"] += 1
+            _log.error(
+                "config_reload_failed",
+                config=self.loaded.path,
+                errors=[str(issue) for issue in error.issues],
+                keeps=self.loaded.hash[:12],
+            )
+            return False
+        changed = loaded.hash != self.loaded.hash
+        self.loaded = loaded
+        self.table = self._compile(loaded)
+        if self._on_table is not None:
+            self._on_table(self.table)
+        self.reloads["success"] += 1
+        self.last_reload_success = time.time()
+        _log.info("config_reloaded", config=loaded.path, hash=loaded.hash[:12], changed=changed)
+        return True
+
+    # -- runtime overrides ------------------------------------------------------
+    def apply_state(self, state: RuntimeState) -> None:
+        """Make ``state`` the active runtime state (the table's flags follow at once)."""
+        self.state = state
+        overrides = state.percents()
+        for name, rule in self.table.flags.items():
+            rule.threshold = threshold_for(overrides.get(name, rule.file_percent))
+
+    def _flag(self, name: str) -> float:
+        rule = self.table.flags.get(name)
+        if rule is None:
+            raise UnknownFlag(name)
+        return rule.percent
+
+    def _change(
+        self, state: RuntimeState, action: str, flag: str, before: float, who: str
+    ) -> dict[str, object]:
+        self.store.save(state)
+        self.apply_state(state)
+        after = self.table.flags[flag].percent
+        _audit.info("flag_changed", action=action, flag=flag, before=before, after=after, who=who)
+        return {"flag": flag, "action": action, "before": before, "after": after}
+
+    def set_percent(self, flag: str, percent: float, who: str) -> dict[str, object]:
+        before = self._flag(flag)
+        override = FlagOverride(percent=percent, reason="set", by=who, at=time.time())
+        return self._change(self.state.with_override(flag, override), "set", flag, before, who)
+
+    def rollback(self, flag: str, who: str) -> dict[str, object]:
+        before = self._flag(flag)
+        override = FlagOverride(percent=0.0, reason="rollback", by=who, at=time.time())
+        return self._change(self.state.with_override(flag, override), "rollback", flag, before, who)
+
+    def resume(self, flag: str, who: str) -> dict[str, object]:
+        before = self._flag(flag)
+        return self._change(self.state.without(flag), "resume", flag, before, who)
+
+    def rollback_all(self, who: str) -> dict[str, object]:
+        """The big red button: every flag to 0 %, in one state write."""
+        state = self.state
+        now = time.time()
+        before = {name: rule.percent for name, rule in self.table.flags.items()}
+        for name in before:
+            override = FlagOverride(percent=0.0, reason="rollback", by=who, at=now)
+            state = state.with_override(name, override)
+        self.store.save(state)
+        self.apply_state(state)
+        for name, percent in before.items():
+            _audit.info(
+                "flag_changed", action="rollback", flag=name, before=percent, after=0.0, who=who
+            )
+        return {
+            "flags": [
+                {"flag": name, "before": percent, "after": 0.0} for name, percent in before.items()
+            ]
+        }
+
+
+def apply_mutation(
+    controller: Controller, action: str, flag: str | None, who: str, percent: float | None
+) -> dict[str, object]:
+    """One admin API change: ``percent`` (with ``percent``), ``rollback`` (``flag`` None
+    = every flag) or ``resume``. Raises ``UnknownFlag``."""
+    if action == "rollback" and flag is None:
+        return controller.rollback_all(who)
+    assert flag is not None
+    if action == "percent":
+        assert percent is not None
+        return controller.set_percent(flag, percent, who)
+    if action == "rollback":
+        return controller.rollback(flag, who)
+    return controller.resume(flag, who)

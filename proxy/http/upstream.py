@@ -1,0 +1,351 @@
+"""A lean pooled HTTP/1.1 client for talking to one backend.
+
+aiohttp's ClientSession spends most of a proxy's CPU per request in its
+request/response machinery (tracing hooks, cookie jar, redirects, retries,
+StreamReader objects). A proxy needs none of that: it writes a request head it
+already knows, parses the answer with llhttp (via httptools) and hands body
+chunks straight to the client. One ``UpstreamConnection`` serves one request at
+a time; idle connections wait in a LIFO pool per backend.
+
+Nothing here retries: the caller decides (a replay must never duplicate a write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from typing import cast
+
+import httptools
+
+from proxy.http.flow import FlowControlledProtocol
+
+_READ_HIGH_WATER = 256 * 1024
+_READ_LOW_WATER = 64 * 1024
+
+
+class UpstreamError(Exception):
+    """A failure talking to a backend; ``kind`` is the metric label."""
+
+    kind = "reset"
+
+    def __init__(self, message: str, *, response_started: bool = False) -> None:
+        super().__init__(message)
+        self.response_started = response_started
+
+
+class UpstreamConnectError(UpstreamError):
+    """Nothing reached the backend: safe to replay any method elsewhere."""
+
+    kind = "connect_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    kind = "timeout"
+
+
+class UpstreamReset(UpstreamError):
+    """The connection broke, or the answer was not valid HTTP."""
+
+    kind = "reset"
+
+
+class UpstreamConnection(FlowControlledProtocol):
+    """One keep-alive connection to a backend, driven by httptools callbacks."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        self.requests_served = 0
+        self._reset_exchange()
+        self._timer: asyncio.TimerHandle | None = None
+        # After a 101 answer the connection becomes a byte tunnel (proxy.http.tunnel).
+        self.upgraded = False
+        self.tunnel_sink: Callable[[bytes], None] | None = None
+        self.tunnel_backlog = bytearray()
+        self.on_close: Callable[[], None] | None = None
+
+    def _reset_exchange(self) -> None:
+        self.status = 0
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = False
+        self.complete = False
+        self.head_request = False
+        self.headers_done: asyncio.Future[None] | None = None
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._chunk_waiter: asyncio.Future[None] | None = None
+        self._error: UpstreamError | None = None
+        self._read_paused = False
+        self._deadline = 0.0  # when the awaited response head is due; 0 = none awaited
+
+    # -- asyncio.Protocol -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, hence the cast.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.headers_done is None:
+            # Bytes while idle: the backend is confused or closing; never reuse.
+            self.close()
+            return
+        if self.tunnel_sink is not None:
+            self.tunnel_sink(data)
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self.status != 101:
+                self._fail(UpstreamReset("backend switched protocols unexpectedly"))
+                return
+            self.tunnel_backlog += data[int(upgrade.args[0]) :]
+            self.upgraded = True
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamReset(f"invalid HTTP response from backend: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.headers_done is not None and not self.complete and not self.upgraded:
+            if self._ends_at_close():
+                self.keep_alive = False
+                self._finish_message()
+            else:
+                self._fail(UpstreamReset("backend closed the connection"))
+        if self.on_close is not None:
+            self.on_close()
+        self._write_flow.fail(UpstreamReset("backend closed the connection"))
+
+    # -- httptools callbacks ---------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # Interim answer (103 Early Hints, a stray 100): wait for the real one.
+            self.raw_headers = []
+            return
+        self.status = status
+        self.keep_alive = bool(self._parser.should_keep_alive())
+        self._deadline = 0.0
+        if self.head_request:
+            # llhttp does not know the request was HEAD and would wait for a body.
+            self._parser = httptools.HttpResponseParser(self)
+            self._finish_message()
+        waiter = self.headers_done
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            self.keep_alive = False
+            return
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > _READ_HIGH_WATER and not self._read_paused and self.transport:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def on_message_complete(self) -> None:
+        if self.status == 0:
+            return  # end of an interim 1xx message
+        self._finish_message()
+
+    # -- used by the forwarding layer -------------------------------------
+    def begin(self, head: bytes, *, head_request: bool, response_timeout: float) -> None:
+        """Send a request head and arm the response-headers timer."""
+        self._reset_exchange()
+        self.head_request = head_request
+        self.headers_done = self._loop.create_future()
+        # One lazily re-armed timer per connection rather than one per request.
+        self._deadline = self._loop.time() + response_timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._on_response_timeout)
+        assert self.transport is not None
+        self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            raise UpstreamReset("backend closed the connection while sending the body")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the backend's socket buffer is full (request body backpressure)."""
+        await self._write_flow.wait()
+
+    def take_buffered_body(self) -> bytes:
+        """Everything received so far (used when the whole answer already arrived)."""
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        return body
+
+    async def next_chunk(self, idle_timeout: float) -> bytes | None:
+        """The next body chunk, or None at the end of the message."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                return None
+            self._chunk_waiter = self._loop.create_future()
+            handle = self._loop.call_later(idle_timeout, self._on_idle_timeout)
+            try:
+                await self._chunk_waiter
+            finally:
+                handle.cancel()
+                self._chunk_waiter = None
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._read_paused and self._buffered < _READ_LOW_WATER and self.transport:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    @property
+    def reusable(self) -> bool:
+        return self.complete and self.keep_alive and not self.closed and self._error is None
+
+    def close(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- internals --------------------------------------------------------
+    def _finish_message(self) -> None:
+        self.complete = True
+        self.requests_served += 1
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        waiter = self._chunk_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, error: UpstreamError) -> None:
+        if self._error is None:
+            started = self.headers_done is not None and self.headers_done.done()
+            error.response_started = started
+            self._error = error
+        self._deadline = 0.0
+        waiter = self.headers_done
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self._error)
+            waiter.exception()  # nobody may be waiting any more (client gone): don't log
+        self._wake_reader()
+        self.close()
+
+    def _ends_at_close(self) -> bool:
+        """A response with neither Content-Length nor chunked framing ends at EOF."""
+        if not self.headers_done or not self.headers_done.done() or self._error is not None:
+            return False
+        for name, value in self.raw_headers:
+            lower = name.lower()
+            if lower == b"content-length" or (
+                lower == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                return False
+        return True
+
+    def _on_response_timeout(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline == 0.0 or self.closed:
+            return
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._on_response_timeout)
+            return
+        self._fail(UpstreamTimeout("backend did not answer in time"))
+
+    def _on_idle_timeout(self) -> None:
+        self._fail(UpstreamTimeout("backend stream went idle"))
+
+    def error(self) -> UpstreamError | None:
+        return self._error
+
+
+class ConnectionPool:
+    """Idle keep-alive connections to one backend, most recently used first.
+
+    Connections idle for longer than ``idle_seconds`` are dropped on the way out
+    rather than risk racing the backend's own keep-alive close (uvicorn and
+    Node close idle connections after 5 s by default).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float,
+        max_idle: int = 512,
+        idle_seconds: float = 4.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.max_idle = max_idle
+        self.idle_seconds = idle_seconds
+        self._idle: list[UpstreamConnection] = []
+        self.opened = 0
+
+    async def acquire(
+        self, connect_timeout: float | None = None
+    ) -> tuple[UpstreamConnection, bool]:
+        """A ready connection and whether it was reused from the pool."""
+        idle = self._idle
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self.idle_seconds:
+                return conn, True
+            conn.close()
+        return await self.connect(connect_timeout), False
+
+    async def connect(self, connect_timeout: float | None = None) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            limit = self.connect_timeout if connect_timeout is None else connect_timeout
+            async with asyncio.timeout(limit):
+                _, protocol = await loop.create_connection(
+                    lambda: UpstreamConnection(loop), self.host, self.port
+                )
+        except TimeoutError as exc:
+            raise UpstreamConnectError(f"connect to {self.host}:{self.port} timed out") from exc
+        except OSError as exc:
+            raise UpstreamConnectError(
+                f"connect to {self.host}:{self.port} failed: {exc.strerror or exc}"
+            ) from exc
+        self.opened += 1
+        return protocol
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Return a connection after a complete exchange, or close it."""
+        if conn.reusable and len(self._idle) < self.max_idle:
+            conn.headers_done = None
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)

@@ -1,0 +1,1 @@
+"""Fallback policy and budget, backend health state and its active checker."""

@@ -1,0 +1,1 @@
+"""Process lifecycle: one process, serve, worker supervision."""

@@ -1,0 +1,169 @@
+"""One Turnout process: the proxy listener plus (optionally) its admin listener.
+
+``Turnout`` is what `turnout serve` runs with one worker, what each worker runs
+with several, and what the tests start in-process on ephemeral ports.
+"""
+
+from __future__ import annotations
+
+import os
+
+import aiohttp.http_parser
+import structlog
+from aiohttp import web
+
+from proxy.admin.api import start_admin
+from proxy.config.loader import ConfigError, LoadedConfig, read_config
+from proxy.control.controller import Controller, apply_mutation
+from proxy.control.state import FlagOverride, StateStore
+from proxy.control.watch import ConfigWatcher
+from proxy.decision.table import PoolRegistry, RoutingTable
+from proxy.exchange.service import ProxyService
+from proxy.observe.prometheus import ControlState
+from proxy.observe.stats import Snapshot, Stats
+from proxy.observe.status import RateWindow
+from proxy.resilience.health import HealthChecker, HealthRegistry
+
+_log = structlog.get_logger("turnout")
+
+
+def c_parser_in_use() -> bool:
+    """True when aiohttp parses HTTP with its C (llhttp) extension."""
+    return aiohttp.http_parser.HttpRequestParser.__module__ == "aiohttp._http_parser"
+
+
+def warn_if_slow_parser() -> None:
+    if not c_parser_in_use():
+        _log.error(
+            "aiohttp_c_parser_missing",
+            message="aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS set, or no "
+            "compiled wheel for this platform): the admin API runs on the pure-Python "
+            "parser, slower and exposed to advisories that only affect it",
+        )
+
+
+class Turnout:
+    """The proxy service of one process, its counters, health, live control and admin API."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.stats = Stats()
+        self.pools = PoolRegistry()
+        self.controller = Controller(
+            loaded, StateStore(loaded.config.state_file), self.stats, self.pools
+        )
+        backends = loaded.config.backends
+        self.health = HealthRegistry(
+            backends.legacy.outlier_detection, backends.new.outlier_detection
+        )
+        self.checkers: list[HealthChecker] = []
+        self.service = ProxyService(self.controller.table, self.stats, self.pools, self.health)
+        self.controller.attach(self.service)
+        self.rates = RateWindow()
+        self.proxy_port = 0
+        self.admin_port = 0
+        self._admin: web.AppRunner | None = None
+        self._watcher: ConfigWatcher | None = None
+
+    @property
+    def loaded(self) -> LoadedConfig:
+        return self.controller.loaded
+
+    # -- Control (read and changed by the admin API) --------------------------
+    @property
+    def table(self) -> RoutingTable:
+        return self.controller.table
+
+    async def snapshot(self) -> Snapshot:
+        self.stats.backend_up = self.health.up()
+        return self.stats.snapshot()
+
+    def control_state(self) -> ControlState:
+        return ControlState(
+            flag_percent={name: rule.percent for name, rule in self.table.flags.items()},
+            reloads=dict(self.controller.reloads),
+            last_reload_success=self.controller.last_reload_success,
+        )
+
+    def ready(self) -> bool:
+        return self.proxy_port != 0 and any(self.health.up().values())
+
+    def overrides(self) -> dict[str, FlagOverride]:
+        return dict(self.controller.state.overrides)
+
+    async def mutate(
+        self, action: str, flag: str | None, who: str, percent: float | None = None
+    ) -> dict[str, object]:
+        return apply_mutation(self.controller, action, flag, who, percent)
+
+    async def reload(self) -> bool:
+        """Re-read the config file (SIGHUP, file change); health checks follow it."""
+        reloaded = self.controller.reload()
+        if reloaded:
+            await self._restart_checkers()
+        return reloaded
+
+    async def _reload_quietly(self) -> None:
+        await self.reload()
+
+    # -- lifecycle ----------------------------------------------------------
+    async def start(
+        self, *, reuse_port: bool = False, admin: bool = True, watch: bool = False
+    ) -> None:
+        config = self.loaded.config
+        await self._restart_checkers()
+        self.proxy_port = await self.service.start(
+            config.listen.host, config.listen.port, reuse_port=reuse_port
+        )
+        if admin:
+            self._admin, self.admin_port = await start_admin(
+                self, config.admin.listen.host, config.admin.listen.port
+            )
+        if watch:
+            self._watcher = ConfigWatcher(self.loaded.path, self._reload_quietly)
+            await self._watcher.start()
+
+    async def stop(self) -> None:
+        """Stop watching and the admin listener, then drain the proxy (drain_timeout)."""
+        if self._watcher is not None:
+            await self._watcher.stop()
+        if self._admin is not None:
+            await self._admin.cleanup()
+            self._admin = None
+        for checker in self.checkers:
+            await checker.stop()
+        await self.service.stop()
+
+    async def _restart_checkers(self) -> None:
+        for checker in self.checkers:
+            await checker.stop()
+        backends = self.loaded.config.backends
+        self.checkers = [
+            HealthChecker(health, backend, backend.health)
+            for health, backend in zip(
+                self.health.backends, (backends.legacy, backends.new), strict=True
+            )
+            if backend.health is not None
+        ]
+        for checker in self.checkers:
+            checker.start()
+
+    def log_startup(self, workers: int) -> None:
+        config = self.loaded.config
+        _log.info(
+            "turnout_started",
+            config=self.loaded.path,
+            config_hash=self.loaded.hash[:12],
+            listen=f"{config.listen.host}:{self.proxy_port}",
+            admin=f"{config.admin.listen.host}:{self.admin_port}" if self.admin_port else None,
+            workers=workers,
+            pid=os.getpid(),
+            legacy=config.backends.legacy.url,
+            new=config.backends.new.url,
+            flags={name: rule.percent for name, rule in self.table.flags.items()},
+            overrides=self.controller.state.percents(),
+            routes=len(config.routes),
+            c_parser=c_parser_in_use(),
+        )
+
+
+__all__ = ["ConfigError", "LoadedConfig", "Turnout", "read_config"]

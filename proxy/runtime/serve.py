@@ -1,0 +1,81 @@
+"""`turnout serve`: run until SIGTERM/SIGINT, then drain and exit 0.
+
+With one worker everything runs in this process. With N workers a supervisor
+(this process) runs the admin listener and N worker processes that share the
+proxy port through SO_REUSEPORT (see ``proxy.runtime.workers``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from proxy.runtime.app import LoadedConfig, Turnout, warn_if_slow_parser
+
+_log = structlog.get_logger("turnout")
+
+
+def install_event_loop_policy() -> None:
+    """`TURNOUT_LOOP=uvloop` opts into uvloop (measured in bench/, not the default)."""
+    if os.environ.get("TURNOUT_LOOP", "asyncio") == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def wait_for_stop_signal() -> str:
+    """Block until SIGTERM or SIGINT; returns the signal's name."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[str] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not received.done():
+            received.set_result(sig.name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await received
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def on_reload_signal(reload: Callable[[], Awaitable[object]]) -> None:
+    """Run ``reload`` on SIGHUP (one at a time: a reload in progress absorbs the next)."""
+    loop = asyncio.get_running_loop()
+    running: list[asyncio.Task[object]] = []
+
+    def handler() -> None:
+        if running and not running[0].done():
+            return
+        running[:] = [loop.create_task(reload())]  # type: ignore[arg-type]
+
+    loop.add_signal_handler(signal.SIGHUP, handler)
+
+
+async def serve_single(loaded: LoadedConfig, *, reuse_port: bool = False) -> int:
+    """Run one proxy process with its admin listener until a stop signal."""
+    warn_if_slow_parser()
+    turnout = Turnout(loaded)
+    await turnout.start(reuse_port=reuse_port, watch=True)
+    on_reload_signal(turnout.reload)
+    turnout.log_startup(workers=1)
+    name = await wait_for_stop_signal()
+    _log.info("turnout_draining", signal=name, drain_timeout=loaded.config.drain_timeout)
+    await turnout.stop()
+    _log.info("turnout_stopped")
+    return 0
+
+
+def run_serve(loaded: LoadedConfig, workers: int) -> int:
+    install_event_loop_policy()
+    if workers <= 1:
+        return asyncio.run(serve_single(loaded))
+    from proxy.runtime.workers import supervise
+
+    return asyncio.run(supervise(loaded, workers))
