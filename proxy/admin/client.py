@@ -7,15 +7,14 @@ pure, so the table and the one-line answers are tested without a server.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any, TypeGuard
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 
-from proxy.config.values import check_two_decimals, parse_percent
+from proxy.config.values import check_two_decimals, is_number, parse_percent
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9901"
 TOKEN_ENV = "TURNOUT_ADMIN_TOKEN"
@@ -189,7 +188,7 @@ async def run_admin_command(
 
 def format_percent(value: Any) -> str:
     """``25`` -> ``25%``, ``12.5`` -> ``12.5%``."""
-    if not _is_number(value):
+    if not is_number(value):
         return "?"
     return f"{value:.2f}".rstrip("0").rstrip(".") + "%"
 
@@ -274,19 +273,13 @@ def _canary_cell(canary: Any) -> str:
 
 def _backend_cells(numbers: Mapping[str, Any]) -> list[str]:
     rps, rate, p99 = numbers.get("rps"), numbers.get("error_rate"), numbers.get("p99_seconds")
-    rps_cell = f"{rps:.1f}" if _is_number(rps) else "-"
+    rps_cell = f"{rps:.1f}" if is_number(rps) else "-"
     no_traffic = not numbers.get("requests")
-    rate_cell = "-" if no_traffic or not _is_number(rate) else f"{rate * 100:.2f}%"
-    return [rps_cell, rate_cell, _seconds(p99) if _is_number(p99) else "-"]
+    rate_cell = "-" if no_traffic or not is_number(rate) else f"{rate * 100:.2f}%"
+    return [rps_cell, rate_cell, _seconds(p99) if is_number(p99) else "-"]
 
 
 def _seconds(value: float) -> str:
     if value < 0.01:
         return f"{value * 1000:.1f}ms"
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
-
-
-def _is_number(value: object) -> TypeGuard[float]:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return math.isfinite(value)

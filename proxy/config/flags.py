@@ -10,13 +10,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 
 from proxy.config.base import MIB, Method
 from proxy.config.base import StrictModel as _Model
-from proxy.config.values import (
-    Percent,
-    PositiveDuration,
-    Size,
-    TrafficPercent,
-    parse_fallback_trigger,
-)
+from proxy.config.shorthand import parse_fallback_trigger
+from proxy.config.values import Percent, PositiveDuration, Size, TrafficPercent
 
 
 class TargetList(_Model):

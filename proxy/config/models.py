@@ -34,15 +34,8 @@ from proxy.config.flags import (
     Targeting,
     TargetList,
 )
-from proxy.config.values import (
-    Duration,
-    PositiveDuration,
-    PositiveSize,
-    check_header_name,
-    check_route_path,
-    parse_host_port,
-    sticky_source_dict,
-)
+from proxy.config.shorthand import check_route_path, parse_host_port, sticky_source_dict
+from proxy.config.values import Duration, PositiveDuration, PositiveSize, check_header_name
 
 # Flag and route names end up in metric labels and admin URLs (/flags/{name}/...).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")

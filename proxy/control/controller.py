@@ -17,8 +17,9 @@ import structlog
 from proxy.config.loader import ConfigError, LoadedConfig, read_config
 from proxy.control.state import FlagOverride, RuntimeState, StateStore
 from proxy.decision.bucketing import threshold_for
-from proxy.decision.table import PoolRegistry, RoutingTable, compile_table
-from proxy.exchange.service import ProxyService
+from proxy.decision.table import compile_table
+from proxy.exchange.service import ProxyService, ProxyTable
+from proxy.http.pool import PoolRegistry
 from proxy.observe.stats import Stats
 
 _log = structlog.get_logger("turnout.control")
@@ -38,7 +39,7 @@ class Controller:
         store: StateStore,
         stats: Stats,
         pools: PoolRegistry,
-        on_table: Callable[[RoutingTable], None] | None = None,
+        on_table: Callable[[ProxyTable], None] | None = None,
     ) -> None:
         self.loaded = loaded
         self.store = store
@@ -50,9 +51,13 @@ class Controller:
         self.last_reload_success = time.time()
         self.table = self._compile(loaded)
 
-    def _compile(self, loaded: LoadedConfig) -> RoutingTable:
+    def _compile(self, loaded: LoadedConfig) -> ProxyTable:
         return compile_table(
-            loaded.config, loaded.hash, self._stats, self._pools, self.state.percents()
+            loaded.config,
+            loaded.hash,
+            self._stats,
+            self._pools.targets(loaded.config.backends),
+            self.state.percents(),
         )
 
     def attach(self, service: ProxyService) -> None:

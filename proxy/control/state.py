@@ -15,16 +15,17 @@ logged, not deleted: an operator's rollback is not something to lose quietly.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
 import orjson
 import structlog
+
+from proxy.config.values import is_number
 
 _log = structlog.get_logger("turnout.state")
 
@@ -105,19 +106,15 @@ def _override(name: str, data: Any) -> FlagOverride:
     if not isinstance(data, dict):
         raise StateFormatError(f"overrides.{name}: not a JSON object")
     percent, reason, by, at = (data.get(key) for key in ("percent", "reason", "by", "at"))
-    if not _is_number(percent) or not 0 <= percent <= 100:
+    if not is_number(percent) or not 0 <= percent <= 100:
         raise StateFormatError(f"overrides.{name}.percent: not a number in 0..100")
     if reason not in REASONS:
         raise StateFormatError(f"overrides.{name}.reason: {reason!r} is not one of {REASONS}")
-    if not isinstance(by, str) or not _is_number(at):
+    if not isinstance(by, str) or not is_number(at):
         raise StateFormatError(f"overrides.{name}: 'by' must be a string and 'at' a number")
     return FlagOverride(float(percent), reason, by, float(at))
 
 
-def _is_number(value: object) -> TypeGuard[float]:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return math.isfinite(value)
 
 
 class StateStore:

@@ -31,10 +31,6 @@ def threshold_for(percent: float) -> int:
     return round(percent * BUCKETS / 100)
 
 
-def goes_to_new(key: str, seed: int, threshold: int) -> bool:
-    return bucket_of(key, seed) < threshold
-
-
 def random_sticky_key() -> str:
     """A fresh key for a client that brought none (returned in the `turnout-id` cookie)."""
     return secrets.token_urlsafe(12)

@@ -3,37 +3,30 @@
 A ``RoutingTable`` is built from a validated ``Config`` and never changed
 afterwards (except each flag's ``threshold``, see ``FlagRule``). A reload builds
 a new table and swaps one reference; requests in flight keep the table they
-started with. Backend connection pools are kept across reloads when the
-backend's address and timeouts did not change.
+started with.
+
+The table is pure: it carries the two backend targets the data plane handed to
+``compile_table`` (connection pools, in practice) without knowing what they are,
+so this package never imports any I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from proxy.config.models import BackendConfig, Config
+from proxy.config.models import UNMATCHED_ROUTE, Config
 from proxy.decision.bucketing import threshold_for
-from proxy.decision.decide import BACKEND_NAMES, FlagRule
+from proxy.decision.flag_rule import FlagRule
 from proxy.decision.identity import IdentityReader
 from proxy.decision.routing import RouteMatcher, RouteRule
-from proxy.http.upstream import ConnectionPool
+from proxy.decision.sides import BACKEND_NAMES
 from proxy.observe.stats import Series, Stats
 
-UNMATCHED_ROUTE = "unmatched"
 UNMATCHED_FLAG = "none"
 
-
-@dataclass(frozen=True, slots=True)
-class BackendTarget:
-    """One backend as the forwarding layer needs it."""
-
-    name: str
-    pool: ConnectionPool
-    connect_timeout: float
-    response_timeout: float
-    idle_timeout: float
-    scheme: str
+Target = TypeVar("Target")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +37,7 @@ class CompiledRoute:
 
 
 @dataclass(frozen=True, slots=True)
-class RoutingTable:
+class RoutingTable(Generic[Target]):
     config: Config
     config_hash: str
     matcher: RouteMatcher
@@ -53,57 +46,16 @@ class RoutingTable:
     flags: Mapping[str, FlagRule]
     identity: IdentityReader
     force_header: str | None
-    backends: tuple[BackendTarget, BackendTarget]
-
-
-class PoolRegistry:
-    """Backend pools by identity, so that an unchanged backend keeps its connections."""
-
-    def __init__(self) -> None:
-        self._pools: dict[tuple[str, str, int, float], ConnectionPool] = {}
-
-    def target(self, name: str, backend: BackendConfig) -> BackendTarget:
-        timeouts = backend.timeouts
-        key = (name, backend.host, backend.port, timeouts.connect)
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = ConnectionPool(
-                backend.host,
-                backend.port,
-                connect_timeout=timeouts.connect,
-                max_idle=backend.max_idle_connections,
-            )
-            self._pools[key] = pool
-        return BackendTarget(
-            name=name,
-            pool=pool,
-            connect_timeout=timeouts.connect,
-            response_timeout=timeouts.response,
-            idle_timeout=timeouts.idle,
-            scheme=backend.scheme,
-        )
-
-    def retire_unused(self, table: RoutingTable) -> None:
-        """Close pools that the current table no longer uses (after a reload)."""
-        in_use = {id(target.pool) for target in table.backends}
-        for key, pool in list(self._pools.items()):
-            if id(pool) not in in_use:
-                pool.close()
-                del self._pools[key]
-
-    def close(self) -> None:
-        for pool in self._pools.values():
-            pool.close()
-        self._pools.clear()
+    backends: tuple[Target, Target]  # indexed by backend (LEGACY, NEW)
 
 
 def compile_table(
     config: Config,
     config_hash: str,
     stats: Stats,
-    pools: PoolRegistry,
+    backends: tuple[Target, Target],
     overrides: Mapping[str, float] | None = None,
-) -> RoutingTable:
+) -> RoutingTable[Target]:
     """Build the hot-path view of ``config``; ``overrides`` are runtime percents by flag."""
     flags = {name: FlagRule.from_config(name, flag) for name, flag in config.flags.items()}
     for name, percent in (overrides or {}).items():
@@ -138,10 +90,7 @@ def compile_table(
         flags=flags,
         identity=IdentityReader.from_config(config.sticky, config.sticky_cookie),
         force_header=config.force_header,
-        backends=(
-            pools.target("legacy", config.backends.legacy),
-            pools.target("new", config.backends.new),
-        ),
+        backends=backends,
     )
 
 

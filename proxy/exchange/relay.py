@@ -13,31 +13,28 @@ import asyncio
 
 import structlog
 
-from proxy.decision.table import BackendTarget
 from proxy.http.downstream import ClientConnection, IncomingRequest
-from proxy.http.errors import BodyTooLarge
+from proxy.http.errors import (
+    BodyTooLarge,
+    StreamAborted,
+    UpstreamError,
+    UpstreamReset,
+    UpstreamTimeout,
+)
 from proxy.http.headers import (
     connection_tokens,
     content_length,
     request_head,
     response_header_lines,
 )
-from proxy.http.upstream import UpstreamConnection, UpstreamError, UpstreamReset, UpstreamTimeout
+from proxy.http.pool import BackendTarget
+from proxy.http.upstream import UpstreamConnection
 from proxy.http.wire import CHUNK_END, CONTINUE, chunk, has_no_body, status_line
 
 _log = structlog.get_logger("turnout.forwarding")
 
 _IDEMPOTENT_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 _CLOSE = b"connection: close\r\n"
-
-
-class StreamAborted(Exception):
-    """The backend failed after the response had started; the client connection was cut."""
-
-    def __init__(self, status: int, error: UpstreamError) -> None:
-        super().__init__(str(error))
-        self.status = status
-        self.error = error
 
 
 def body_framing(request: IncomingRequest, max_body: int) -> bytes | None:

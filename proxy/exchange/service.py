@@ -13,23 +13,28 @@ from time import perf_counter
 
 import structlog
 
-from proxy.decision.decide import BACKEND_NAMES, LEGACY, FlagRule, decide
+from proxy.decision.decide import decide
+from proxy.decision.flag_rule import FlagRule
 from proxy.decision.identity import STICKY_COOKIE
-from proxy.decision.table import UNMATCHED_FLAG, PoolRegistry, RoutingTable
+from proxy.decision.sides import BACKEND_NAMES, LEGACY
+from proxy.decision.table import UNMATCHED_FLAG, RoutingTable
 from proxy.exchange.relay import (
-    StreamAborted,
     can_replay_body,
     relay_response,
     send_request,
 )
 from proxy.http.downstream import ClientConnection, ConnectionLimits, IncomingRequest
-from proxy.http.errors import BodyTooLarge
+from proxy.http.errors import BodyTooLarge, StreamAborted, UpstreamError
+from proxy.http.pool import BackendTarget, PoolRegistry
 from proxy.http.tunnel import open_tunnel
-from proxy.http.upstream import UpstreamConnection, UpstreamError
+from proxy.http.upstream import UpstreamConnection
 from proxy.http.wire import error_bytes
 from proxy.observe.stats import Stats
 from proxy.resilience.fallback import FallbackPolicy
 from proxy.resilience.health import HealthRegistry
+
+ProxyTable = RoutingTable[BackendTarget]
+"""The routing table as the data plane compiles it: its targets are connection pools."""
 
 _COOKIE_ATTRIBUTES = b"; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax\r\n"
 _BACKEND_LINES = tuple(b"x-turnout-backend: %b\r\n" % name.encode() for name in BACKEND_NAMES)
@@ -42,7 +47,7 @@ class ProxyService:
     """Owns the active routing table, the counters and the backend pools of one process."""
 
     def __init__(
-        self, table: RoutingTable, stats: Stats, pools: PoolRegistry, health: HealthRegistry
+        self, table: ProxyTable, stats: Stats, pools: PoolRegistry, health: HealthRegistry
     ) -> None:
         self.table = table
         self.stats = stats
@@ -51,10 +56,10 @@ class ProxyService:
         self._server: asyncio.Server | None = None
         self._connections: set[ClientConnection] = set()
 
-    def swap_table(self, table: RoutingTable) -> None:
+    def swap_table(self, table: ProxyTable) -> None:
         """Make ``table`` active for new requests; in-flight ones keep theirs."""
         self.table = table
-        self.pools.retire_unused(table)
+        self.pools.retire_unused(table.backends)
 
     async def handle(self, request: IncomingRequest, client: ClientConnection) -> bool:
         """Serve one request; returns whether the client connection may stay open."""
@@ -101,7 +106,7 @@ class ProxyService:
         self,
         request: IncomingRequest,
         client: ClientConnection,
-        table: RoutingTable,
+        table: ProxyTable,
         flag: FlagRule | None,
         backend: int,
         cookie: bytes,
@@ -180,7 +185,7 @@ class ProxyService:
         self,
         request: IncomingRequest,
         client: ClientConnection,
-        table: RoutingTable,
+        table: ProxyTable,
         backend: int,
         deadline: float,
         policy: FallbackPolicy | None,

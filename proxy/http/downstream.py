@@ -22,6 +22,7 @@ from typing import cast
 
 import httptools
 
+from proxy.http.errors import Rejection
 from proxy.http.flow import FlowControlledProtocol
 from proxy.http.wire import error_bytes
 
@@ -138,14 +139,6 @@ class IncomingRequest:
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
-
-
-class Rejection(Exception):
-    """A request the proxy answers itself with a 4xx before closing (bad or oversized head)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
 
 
 Handler = Callable[["IncomingRequest", "ClientConnection"], Awaitable[bool]]

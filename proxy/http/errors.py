@@ -1,4 +1,7 @@
-"""Errors the proxy raises on its own request path."""
+"""Every error type of the data path, in one place.
+
+Each says what went wrong and, where it matters, how it is counted or answered.
+"""
 
 from __future__ import annotations
 
@@ -9,3 +12,46 @@ class BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body is larger than {limit} bytes")
         self.limit = limit
+
+
+class Rejection(Exception):
+    """A request the proxy answers itself with a 4xx before closing (bad or oversized head)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class UpstreamError(Exception):
+    """A failure talking to a backend; ``kind`` is the metric label."""
+
+    kind = "reset"
+
+    def __init__(self, message: str, *, response_started: bool = False) -> None:
+        super().__init__(message)
+        self.response_started = response_started
+
+
+class UpstreamConnectError(UpstreamError):
+    """Nothing reached the backend: safe to replay any method elsewhere."""
+
+    kind = "connect_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    kind = "timeout"
+
+
+class UpstreamReset(UpstreamError):
+    """The connection broke, or the answer was not valid HTTP."""
+
+    kind = "reset"
+
+
+class StreamAborted(Exception):
+    """The backend failed after the response had started; the client connection was cut."""
+
+    def __init__(self, status: int, error: UpstreamError) -> None:
+        super().__init__(str(error))
+        self.status = status
+        self.error = error

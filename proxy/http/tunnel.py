@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from proxy.decision.table import BackendTarget
 from proxy.exchange.relay import await_response, relay_response, upstream_head
 from proxy.http.downstream import ClientConnection, IncomingRequest
 from proxy.http.headers import response_header_lines
+from proxy.http.pool import BackendTarget
 from proxy.http.upstream import UpstreamConnection
 from proxy.http.wire import status_line
 

@@ -14,42 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import Callable
 from typing import cast
 
 import httptools
 
+from proxy.http.errors import UpstreamError, UpstreamReset, UpstreamTimeout
 from proxy.http.flow import FlowControlledProtocol
 
 _READ_HIGH_WATER = 256 * 1024
 _READ_LOW_WATER = 64 * 1024
-
-
-class UpstreamError(Exception):
-    """A failure talking to a backend; ``kind`` is the metric label."""
-
-    kind = "reset"
-
-    def __init__(self, message: str, *, response_started: bool = False) -> None:
-        super().__init__(message)
-        self.response_started = response_started
-
-
-class UpstreamConnectError(UpstreamError):
-    """Nothing reached the backend: safe to replay any method elsewhere."""
-
-    kind = "connect_error"
-
-
-class UpstreamTimeout(UpstreamError):
-    kind = "timeout"
-
-
-class UpstreamReset(UpstreamError):
-    """The connection broke, or the answer was not valid HTTP."""
-
-    kind = "reset"
 
 
 class UpstreamConnection(FlowControlledProtocol):
@@ -62,7 +36,6 @@ class UpstreamConnection(FlowControlledProtocol):
         self._parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
-        self.requests_served = 0
         self._reset_exchange()
         self._timer: asyncio.TimerHandle | None = None
         # After a 101 answer the connection becomes a byte tunnel (proxy.http.tunnel).
@@ -227,7 +200,6 @@ class UpstreamConnection(FlowControlledProtocol):
     # -- internals --------------------------------------------------------
     def _finish_message(self) -> None:
         self.complete = True
-        self.requests_served += 1
         self._wake_reader()
 
     def _wake_reader(self) -> None:
@@ -277,75 +249,3 @@ class UpstreamConnection(FlowControlledProtocol):
         return self._error
 
 
-class ConnectionPool:
-    """Idle keep-alive connections to one backend, most recently used first.
-
-    Connections idle for longer than ``idle_seconds`` are dropped on the way out
-    rather than risk racing the backend's own keep-alive close (uvicorn and
-    Node close idle connections after 5 s by default).
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        connect_timeout: float,
-        max_idle: int = 512,
-        idle_seconds: float = 4.0,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.connect_timeout = connect_timeout
-        self.max_idle = max_idle
-        self.idle_seconds = idle_seconds
-        self._idle: list[UpstreamConnection] = []
-        self.opened = 0
-
-    async def acquire(
-        self, connect_timeout: float | None = None
-    ) -> tuple[UpstreamConnection, bool]:
-        """A ready connection and whether it was reused from the pool."""
-        idle = self._idle
-        now = time.monotonic()
-        while idle:
-            conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self.idle_seconds:
-                return conn, True
-            conn.close()
-        return await self.connect(connect_timeout), False
-
-    async def connect(self, connect_timeout: float | None = None) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
-        try:
-            limit = self.connect_timeout if connect_timeout is None else connect_timeout
-            async with asyncio.timeout(limit):
-                _, protocol = await loop.create_connection(
-                    lambda: UpstreamConnection(loop), self.host, self.port
-                )
-        except TimeoutError as exc:
-            raise UpstreamConnectError(f"connect to {self.host}:{self.port} timed out") from exc
-        except OSError as exc:
-            raise UpstreamConnectError(
-                f"connect to {self.host}:{self.port} failed: {exc.strerror or exc}"
-            ) from exc
-        self.opened += 1
-        return protocol
-
-    def release(self, conn: UpstreamConnection) -> None:
-        """Return a connection after a complete exchange, or close it."""
-        if conn.reusable and len(self._idle) < self.max_idle:
-            conn.headers_done = None
-            conn.idle_since = time.monotonic()
-            self._idle.append(conn)
-        else:
-            conn.close()
-
-    def close(self) -> None:
-        for conn in self._idle:
-            conn.close()
-        self._idle.clear()
-
-    @property
-    def idle_count(self) -> int:
-        return len(self._idle)

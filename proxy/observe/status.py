@@ -9,7 +9,8 @@ from dataclasses import asdict
 from typing import Any
 
 from proxy.control.state import FlagOverride
-from proxy.decision.decide import BACKEND_NAMES, FlagRule
+from proxy.decision.flag_rule import FlagRule
+from proxy.decision.sides import BACKEND_NAMES
 from proxy.decision.table import RoutingTable
 from proxy.observe.stats import DURATION_BOUNDS, Snapshot, quantile
 
@@ -107,7 +108,7 @@ def flag_status(
 
 
 def status_document(
-    table: RoutingTable,
+    table: RoutingTable[Any],
     snapshot: Snapshot,
     overrides: Mapping[str, FlagOverride],
     rates: dict[tuple[str, str], float],

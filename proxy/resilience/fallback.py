@@ -23,7 +23,6 @@ class FallbackPolicy:
     kinds: frozenset[str]
     statuses: frozenset[int]
     methods: frozenset[str]
-    budget_fraction: float
     max_replay_body: int
 
     @classmethod
@@ -32,7 +31,6 @@ class FallbackPolicy:
             kinds=frozenset(str(t) for t in config.on if isinstance(t, str)),
             statuses=frozenset(t for t in config.on if isinstance(t, int)),
             methods=frozenset(config.methods),
-            budget_fraction=config.budget_percent / 100,
             max_replay_body=config.max_replay_body_bytes,
         )
 
@@ -51,7 +49,7 @@ class FallbackBudget:
     """Caps fallbacks to a share of a flag's requests over a sliding window.
 
     Counts live in one-second slots over the last ``WINDOW_SECONDS``, so a dead
-    backend can add at most ``budget_fraction`` to the other one's load (Envoy's
+    backend can add at most the budget fraction to the other one's load (Envoy's
     retry budget, per flag). At least one fallback per window is always allowed.
     """
 

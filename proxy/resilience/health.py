@@ -16,7 +16,8 @@ from collections.abc import Callable
 import structlog
 
 from proxy.config.models import BackendConfig, HealthCheck, OutlierDetection
-from proxy.http.upstream import ConnectionPool, UpstreamError
+from proxy.http.errors import UpstreamError
+from proxy.http.pool import ConnectionPool
 
 _log = structlog.get_logger("turnout.health")
 

@@ -17,8 +17,8 @@ from proxy.config.loader import ConfigError, LoadedConfig, read_config
 from proxy.control.controller import Controller, apply_mutation
 from proxy.control.state import FlagOverride, StateStore
 from proxy.control.watch import ConfigWatcher
-from proxy.decision.table import PoolRegistry, RoutingTable
-from proxy.exchange.service import ProxyService
+from proxy.exchange.service import ProxyService, ProxyTable
+from proxy.http.pool import PoolRegistry
 from proxy.observe.prometheus import ControlState
 from proxy.observe.stats import Snapshot, Stats
 from proxy.observe.status import RateWindow
@@ -70,7 +70,7 @@ class Turnout:
 
     # -- Control (read and changed by the admin API) --------------------------
     @property
-    def table(self) -> RoutingTable:
+    def table(self) -> ProxyTable:
         return self.controller.table
 
     async def snapshot(self) -> Snapshot:

@@ -31,7 +31,8 @@ from proxy.config.loader import LoadedConfig
 from proxy.control.controller import Controller, apply_mutation
 from proxy.control.state import FlagOverride, RuntimeState, StateStore, decode_state, encode_state
 from proxy.control.watch import ConfigWatcher
-from proxy.decision.table import PoolRegistry, RoutingTable
+from proxy.exchange.service import ProxyTable
+from proxy.http.pool import PoolRegistry
 from proxy.observe.prometheus import ControlState
 from proxy.observe.stats import Snapshot, Stats, merge_snapshots
 from proxy.observe.status import RateWindow
@@ -193,7 +194,7 @@ class SupervisorControl:
         self.rates = RateWindow()
 
     @property
-    def table(self) -> RoutingTable:
+    def table(self) -> ProxyTable:
         return self.controller.table
 
     async def snapshot(self) -> Snapshot:

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from proxy.config.models import FlagConfig, StickySource
 from proxy.decision.bucketing import BUCKETS, bucket_of, flag_seed, threshold_for
-from proxy.decision.decide import LEGACY, NEW, FlagRule, decide
+from proxy.decision.decide import decide
+from proxy.decision.flag_rule import FlagRule
 from proxy.decision.identity import IdentityReader, cookie_value, jwt_claim
+from proxy.decision.sides import LEGACY, NEW
 
 USERS = [f"user-{i}" for i in range(3000)]
 
