@@ -200,7 +200,7 @@ async def relay_response(
         target.pool.release(conn)
         return True
     if conn.complete:
-        body = conn.take_buffered_body()
+        body = conn.body.take_all()
         target.pool.release(conn)
         client.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
         return True
@@ -224,7 +224,7 @@ async def _stream_body(
         head += _CLOSE  # an HTTP/1.0 client: the body ends when the connection does
     client.write(head + b"\r\n")
     try:
-        while (data := await conn.next_chunk(target.idle_timeout)) is not None:
+        while data := await conn.body.read(target.idle_timeout):
             client.write(chunk(data) if chunked else data)
             await client.drain()
     except UpstreamError as error:

@@ -23,73 +23,12 @@ from typing import cast
 import httptools
 
 from proxy.http.errors import Rejection
-from proxy.http.flow import FlowControlledProtocol
+from proxy.http.flow import ChunkQueue, FlowControlledProtocol
 from proxy.http.wire import error_bytes
 
 _BODY_HIGH_WATER = 256 * 1024
 _MAX_QUEUED = 16
 _MAX_HEADERS = 128
-
-
-class RequestBody:
-    """A request body as it arrives: chunks, end, or an error, with backpressure."""
-
-    __slots__ = ("_chunks", "_conn", "_error", "_size", "_waiter", "done", "received")
-
-    def __init__(self, conn: ClientConnection) -> None:
-        self._conn = conn
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._error: BaseException | None = None
-        self._size = 0
-        self.done = False
-        self.received = 0
-
-    def feed(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
-        self._size += len(chunk)
-        self.received += len(chunk)
-        if self._size > _BODY_HIGH_WATER:
-            self._conn.pause_reading()
-        self._wake()
-
-    def finish(self) -> None:
-        self.done = True
-        self._wake()
-
-    def fail(self, error: BaseException) -> None:
-        if not self.done:
-            self._error = error
-            self._wake()
-
-    async def read(self, idle_timeout: float) -> bytes:
-        """The next chunk, or b"" at the end of the body."""
-        while not self._chunks:
-            if self._error is not None:
-                raise self._error
-            if self.done:
-                return b""
-            loop = asyncio.get_running_loop()
-            self._waiter = loop.create_future()
-            timer = loop.call_later(idle_timeout, self._on_idle)
-            try:
-                await self._waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-        chunk = self._chunks.popleft()
-        self._size -= len(chunk)
-        if self._size < _BODY_HIGH_WATER // 4:
-            self._conn.resume_reading()
-        return chunk
-
-    def _on_idle(self) -> None:
-        self.fail(TimeoutError("client sent no body data in time"))
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 class IncomingRequest:
@@ -126,10 +65,15 @@ class IncomingRequest:
         self.upgrade = False
         self.head_bytes = 0
         self.pending_bytes = 0
-        self.body = RequestBody(conn)
+        self.body = ChunkQueue(
+            conn.pause_reading, conn.resume_reading, self._on_body_idle, _BODY_HIGH_WATER
+        )
         self.body_started = False
         # The body as sent so far, kept for a fallback replay (None: not kept).
         self.replay_chunks: list[bytes] | None = None
+
+    def _on_body_idle(self) -> None:
+        self.body.fail(TimeoutError("client sent no body data in time"))
 
     @property
     def path(self) -> str:

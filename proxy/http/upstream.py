@@ -13,17 +13,15 @@ Nothing here retries: the caller decides (a replay must never duplicate a write)
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import Callable
 from typing import cast
 
 import httptools
 
 from proxy.http.errors import UpstreamError, UpstreamReset, UpstreamTimeout
-from proxy.http.flow import FlowControlledProtocol
+from proxy.http.flow import ChunkQueue, FlowControlledProtocol
 
 _READ_HIGH_WATER = 256 * 1024
-_READ_LOW_WATER = 64 * 1024
 
 
 class UpstreamConnection(FlowControlledProtocol):
@@ -36,6 +34,9 @@ class UpstreamConnection(FlowControlledProtocol):
         self._parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
+        self.body = ChunkQueue(
+            self._pause_reading, self._resume_reading, self._on_idle_timeout, _READ_HIGH_WATER
+        )
         self._reset_exchange()
         self._timer: asyncio.TimerHandle | None = None
         # After a 101 answer the connection becomes a byte tunnel (proxy.http.tunnel).
@@ -51,11 +52,8 @@ class UpstreamConnection(FlowControlledProtocol):
         self.complete = False
         self.head_request = False
         self.headers_done: asyncio.Future[None] | None = None
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._chunk_waiter: asyncio.Future[None] | None = None
+        self.body.reset()
         self._error: UpstreamError | None = None
-        self._read_paused = False
         self._deadline = 0.0  # when the awaited response head is due; 0 = none awaited
 
     # -- asyncio.Protocol -------------------------------------------------
@@ -122,12 +120,7 @@ class UpstreamConnection(FlowControlledProtocol):
         if self.complete:
             self.keep_alive = False
             return
-        self._chunks.append(body)
-        self._buffered += len(body)
-        if self._buffered > _READ_HIGH_WATER and not self._read_paused and self.transport:
-            self._read_paused = True
-            self.transport.pause_reading()
-        self._wake_reader()
+        self.body.feed(body)
 
     def on_message_complete(self) -> None:
         if self.status == 0:
@@ -156,35 +149,6 @@ class UpstreamConnection(FlowControlledProtocol):
         """Wait while the backend's socket buffer is full (request body backpressure)."""
         await self._write_flow.wait()
 
-    def take_buffered_body(self) -> bytes:
-        """Everything received so far (used when the whole answer already arrived)."""
-        chunks = self._chunks
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
-        return body
-
-    async def next_chunk(self, idle_timeout: float) -> bytes | None:
-        """The next body chunk, or None at the end of the message."""
-        while not self._chunks:
-            if self._error is not None:
-                raise self._error
-            if self.complete:
-                return None
-            self._chunk_waiter = self._loop.create_future()
-            handle = self._loop.call_later(idle_timeout, self._on_idle_timeout)
-            try:
-                await self._chunk_waiter
-            finally:
-                handle.cancel()
-                self._chunk_waiter = None
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._read_paused and self._buffered < _READ_LOW_WATER and self.transport:
-            self._read_paused = False
-            self.transport.resume_reading()
-        return chunk
-
     @property
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.closed and self._error is None
@@ -200,12 +164,15 @@ class UpstreamConnection(FlowControlledProtocol):
     # -- internals --------------------------------------------------------
     def _finish_message(self) -> None:
         self.complete = True
-        self._wake_reader()
+        self.body.finish()
 
-    def _wake_reader(self) -> None:
-        waiter = self._chunk_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def _pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
 
     def _fail(self, error: UpstreamError) -> None:
         if self._error is None:
@@ -217,7 +184,7 @@ class UpstreamConnection(FlowControlledProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(self._error)
             waiter.exception()  # nobody may be waiting any more (client gone): don't log
-        self._wake_reader()
+        self.body.fail(self._error)
         self.close()
 
     def _ends_at_close(self) -> bool:

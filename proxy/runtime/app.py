@@ -14,15 +14,15 @@ from aiohttp import web
 
 from proxy.admin.api import start_admin
 from proxy.config.loader import ConfigError, LoadedConfig, read_config
-from proxy.control.controller import Controller, apply_mutation
-from proxy.control.state import FlagOverride, StateStore
+from proxy.control.controller import Controller
+from proxy.control.state import StateStore
 from proxy.control.watch import ConfigWatcher
-from proxy.exchange.service import ProxyService, ProxyTable
+from proxy.exchange.service import ProxyService
 from proxy.http.pool import PoolRegistry
-from proxy.observe.prometheus import ControlState
 from proxy.observe.stats import Snapshot, Stats
-from proxy.observe.status import RateWindow
-from proxy.resilience.health import HealthChecker, HealthRegistry
+from proxy.resilience.checker import HealthChecker
+from proxy.resilience.health import HealthRegistry
+from proxy.runtime.surface import ControlSurface
 
 _log = structlog.get_logger("turnout")
 
@@ -42,14 +42,14 @@ def warn_if_slow_parser() -> None:
         )
 
 
-class Turnout:
+class Turnout(ControlSurface):
     """The proxy service of one process, its counters, health, live control and admin API."""
 
     def __init__(self, loaded: LoadedConfig) -> None:
         self.stats = Stats()
         self.pools = PoolRegistry()
-        self.controller = Controller(
-            loaded, StateStore(loaded.config.state_file), self.stats, self.pools
+        super().__init__(
+            Controller(loaded, StateStore(loaded.config.state_file), self.stats, self.pools)
         )
         backends = loaded.config.backends
         self.health = HealthRegistry(
@@ -58,7 +58,6 @@ class Turnout:
         self.checkers: list[HealthChecker] = []
         self.service = ProxyService(self.controller.table, self.stats, self.pools, self.health)
         self.controller.attach(self.service)
-        self.rates = RateWindow()
         self.proxy_port = 0
         self.admin_port = 0
         self._admin: web.AppRunner | None = None
@@ -68,32 +67,13 @@ class Turnout:
     def loaded(self) -> LoadedConfig:
         return self.controller.loaded
 
-    # -- Control (read and changed by the admin API) --------------------------
-    @property
-    def table(self) -> ProxyTable:
-        return self.controller.table
-
+    # -- read and changed by the admin API (the rest is in ControlSurface) ------
     async def snapshot(self) -> Snapshot:
         self.stats.backend_up = self.health.up()
         return self.stats.snapshot()
 
-    def control_state(self) -> ControlState:
-        return ControlState(
-            flag_percent={name: rule.percent for name, rule in self.table.flags.items()},
-            reloads=dict(self.controller.reloads),
-            last_reload_success=self.controller.last_reload_success,
-        )
-
     def ready(self) -> bool:
         return self.proxy_port != 0 and any(self.health.up().values())
-
-    def overrides(self) -> dict[str, FlagOverride]:
-        return dict(self.controller.state.overrides)
-
-    async def mutate(
-        self, action: str, flag: str | None, who: str, percent: float | None = None
-    ) -> dict[str, object]:
-        return apply_mutation(self.controller, action, flag, who, percent)
 
     async def reload(self) -> bool:
         """Re-read the config file (SIGHUP, file change); health checks follow it."""

@@ -28,16 +28,14 @@ from aiohttp import web
 
 from proxy.admin.api import start_admin
 from proxy.config.loader import LoadedConfig
-from proxy.control.controller import Controller, apply_mutation
-from proxy.control.state import FlagOverride, RuntimeState, StateStore, decode_state, encode_state
+from proxy.control.controller import Controller
+from proxy.control.state import RuntimeState, StateStore, decode_state, encode_state
 from proxy.control.watch import ConfigWatcher
-from proxy.exchange.service import ProxyTable
 from proxy.http.pool import PoolRegistry
-from proxy.observe.prometheus import ControlState
 from proxy.observe.stats import Snapshot, Stats, merge_snapshots
-from proxy.observe.status import RateWindow
 from proxy.runtime.app import Turnout, warn_if_slow_parser
 from proxy.runtime.serve import on_reload_signal, wait_for_stop_signal
+from proxy.runtime.surface import ControlSurface
 
 _log = structlog.get_logger("turnout.workers")
 _SNAPSHOT_TIMEOUT = 2.0
@@ -179,7 +177,7 @@ class WorkerSet:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class SupervisorControl:
+class SupervisorControl(ControlSurface):
     """The admin API's data source and live control when the proxy runs in workers.
 
     The supervisor keeps its own Controller (config, runtime state, state file);
@@ -187,15 +185,10 @@ class SupervisorControl:
     """
 
     def __init__(self, loaded: LoadedConfig, workers: WorkerSet) -> None:
-        self.workers = workers
-        self.controller = Controller(
-            loaded, StateStore(loaded.config.state_file), Stats(), PoolRegistry()
+        super().__init__(
+            Controller(loaded, StateStore(loaded.config.state_file), Stats(), PoolRegistry())
         )
-        self.rates = RateWindow()
-
-    @property
-    def table(self) -> ProxyTable:
-        return self.controller.table
+        self.workers = workers
 
     async def snapshot(self) -> Snapshot:
         snapshots = await self.workers.snapshots()
@@ -203,23 +196,13 @@ class SupervisorControl:
             return Stats().snapshot()
         return merge_snapshots(snapshots)
 
-    def control_state(self) -> ControlState:
-        return ControlState(
-            flag_percent={name: rule.percent for name, rule in self.table.flags.items()},
-            reloads=dict(self.controller.reloads),
-            last_reload_success=self.controller.last_reload_success,
-        )
-
     def ready(self) -> bool:
         return self.workers.alive()
-
-    def overrides(self) -> dict[str, FlagOverride]:
-        return dict(self.controller.state.overrides)
 
     async def mutate(
         self, action: str, flag: str | None, who: str, percent: float | None = None
     ) -> dict[str, object]:
-        result = apply_mutation(self.controller, action, flag, who, percent)
+        result = await super().mutate(action, flag, who, percent)
         await self.workers.push_state(self.controller.state)
         return result
 
