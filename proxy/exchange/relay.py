@@ -1,85 +1,39 @@
-"""Forward one request to one backend and relay its answer (SPEC §4 step 8, §5).
+"""Send one request to one backend and relay its answer (the bytes of an Exchange).
 
 The plain path streams both ways: the request body goes upstream chunk by
 chunk, and the response is either relayed in one write (when it arrived whole
 with its headers, the common small-JSON case) or streamed chunk by chunk with
-backpressure. Nothing is retried once the request body was consumed or a
-response byte reached the client.
+backpressure. Nothing here retries or decides: the ``Exchange`` does.
+Each function reports to the exchange's taps, if it has any.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import structlog
 
-from proxy.http.downstream import ClientConnection, IncomingRequest
-from proxy.http.errors import (
-    BodyTooLarge,
-    StreamAborted,
-    UpstreamError,
-    UpstreamReset,
-    UpstreamTimeout,
-)
-from proxy.http.headers import (
-    connection_tokens,
-    content_length,
-    request_head,
-    response_header_lines,
-)
+from proxy.http.errors import BodyTooLarge, StreamAborted, UpstreamError, UpstreamTimeout
+from proxy.http.headers import content_length, response_header_lines
+from proxy.http.outgoing import body_framing, upstream_head
 from proxy.http.pool import BackendTarget
 from proxy.http.upstream import UpstreamConnection
 from proxy.http.wire import CHUNK_END, CONTINUE, chunk, has_no_body, status_line
 
+if TYPE_CHECKING:
+    from proxy.exchange.exchange import Exchange
+    from proxy.http.downstream import IncomingRequest
+
 _log = structlog.get_logger("turnout.forwarding")
 
-_IDEMPOTENT_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 _CLOSE = b"connection: close\r\n"
 
 
-def body_framing(request: IncomingRequest, max_body: int) -> bytes | None:
-    """The framing header line for the upstream request, or None for no body."""
-    length = request.content_length
-    if length is not None:
-        if length > max_body:
-            raise BodyTooLarge(max_body)
-        return b"content-length: %d\r\n" % length
-    if request.chunked:
-        return b"transfer-encoding: chunked\r\n"
-    return None
-
-
-def upstream_head(
-    request: IncomingRequest, client: ClientConnection, framing: bytes | None
-) -> bytes:
-    also_drop: frozenset[bytes] = frozenset()
-    if "connection" in request.headers:  # every Connection line counts, not just the first
-        also_drop = also_drop.union(
-            *(
-                connection_tokens(value.decode("latin-1"))
-                for name, value in request.raw_headers
-                if name.lower() == b"connection"
-            )
-        )
-    return request_head(
-        request.method,
-        request.target,
-        request.raw_headers,
-        client_ip=client.remote,
-        scheme="http",
-        body_framing=framing,
-        also_drop=also_drop,
-        upgrade=request.headers.get("upgrade") if request.upgrade else None,
-    )
-
-
 async def send_request(
-    request: IncomingRequest,
-    client: ClientConnection,
+    exchange: Exchange,
     target: BackendTarget,
     *,
-    max_body: int,
-    idle_timeout: float,
     deadline: float,
     replay_limit: int = 0,
 ) -> UpstreamConnection:
@@ -88,37 +42,29 @@ async def send_request(
     ``deadline`` (loop time) bounds connecting and waiting for the response head,
     together with the backend's own timeouts. With ``replay_limit`` the body is
     kept, up to that many bytes, so that a fallback can send it again.
-    A pooled connection found closed before use is replaced once, but only for a
-    body-less idempotent request (a write is never sent twice).
     """
-    framing = body_framing(request, max_body)
-    head = upstream_head(request, client, framing)
+    request, limits = exchange.request, exchange.table.config.limits
+    framing = body_framing(request, limits.max_body_bytes)
+    head = upstream_head(request, exchange.client, framing)
     remaining = deadline - asyncio.get_running_loop().time()
     if remaining <= 0:
         raise UpstreamTimeout("request_timeout passed before the backend was tried")
-    conn, reused = await target.pool.acquire(min(target.connect_timeout, remaining))
-    if reused and conn.closed and framing is None and request.method in _IDEMPOTENT_WITHOUT_BODY:
-        conn = await target.pool.connect(min(target.connect_timeout, remaining))
+    conn, _ = await target.pool.acquire(min(target.connect_timeout, remaining))
     try:
-        if conn.closed:
-            raise UpstreamReset("pooled backend connection was closed")
         conn.begin(
             head,
             head_request=request.method == "HEAD",
             response_timeout=min(target.response_timeout, remaining),
         )
+        taps = exchange.taps
+        if taps is not None:
+            for tap in taps:
+                tap.request_head_sent(exchange, exchange.backend)
         if framing is not None:
             if request.expect_continue and request.has_body:
                 request.expect_continue = False  # answered once, even if replayed
-                client.write(CONTINUE)
-            await _send_body(
-                request,
-                conn,
-                chunked=request.content_length is None,
-                max_body=max_body,
-                idle_timeout=idle_timeout,
-                replay_limit=replay_limit,
-            )
+                exchange.client.write(CONTINUE)
+            await _send_body(exchange, conn, replay_limit=replay_limit)
     except BaseException:
         conn.close()
         raise
@@ -130,17 +76,17 @@ def can_replay_body(request: IncomingRequest) -> bool:
     return not request.body_started or request.replay_chunks is not None
 
 
-async def _send_body(
-    request: IncomingRequest,
-    conn: UpstreamConnection,
-    *,
-    chunked: bool,
-    max_body: int,
-    idle_timeout: float,
-    replay_limit: int,
-) -> None:
+async def _send_body(exchange: Exchange, conn: UpstreamConnection, *, replay_limit: int) -> None:
+    request, limits = exchange.request, exchange.table.config.limits
+    chunked = request.content_length is None
+    max_body = limits.max_body_bytes
+    taps = exchange.taps
+
     def send(data: bytes) -> None:
         conn.write(chunk(data) if chunked else data)
+        if taps is not None:
+            for tap in taps:
+                tap.request_body_chunk(exchange, data)
 
     if request.body_started:  # a replay: what was kept first, then the rest
         for data in request.replay_chunks or ():
@@ -149,7 +95,7 @@ async def _send_body(
         request.body_started = True
         request.replay_chunks = [] if replay_limit else None
     body = request.body
-    while data := await body.read(idle_timeout):
+    while data := await body.read(limits.client_idle_timeout):
         if body.received > max_body:
             raise BodyTooLarge(max_body)
         kept = request.replay_chunks
@@ -180,14 +126,11 @@ async def await_response(conn: UpstreamConnection) -> None:
 
 
 async def relay_response(
-    request: IncomingRequest,
-    client: ClientConnection,
-    conn: UpstreamConnection,
-    target: BackendTarget,
-    extra_lines: bytes,
+    exchange: Exchange, conn: UpstreamConnection, target: BackendTarget, extra_lines: bytes
 ) -> bool:
     """Answer the client with what the backend said; True if the client connection may
     stay open. The backend connection goes back to the pool when the exchange is whole."""
+    request, client, taps = exchange.request, exchange.client, exchange.taps
     status = conn.status
     head = status_line(status) + response_header_lines(conn.raw_headers) + extra_lines
     if not request.keep_alive:
@@ -203,18 +146,21 @@ async def relay_response(
         body = conn.body.take_all()
         target.pool.release(conn)
         client.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
+        if taps is not None:
+            for tap in taps:
+                tap.response_body_chunk(exchange, body)
         return True
-    return await _stream_body(request, client, conn, target, head, declared)
+    return await _stream_body(exchange, conn, target, head, declared)
 
 
 async def _stream_body(
-    request: IncomingRequest,
-    client: ClientConnection,
+    exchange: Exchange,
     conn: UpstreamConnection,
     target: BackendTarget,
     head: bytes,
     declared: int | None,
 ) -> bool:
+    request, client, taps = exchange.request, exchange.client, exchange.taps
     chunked = declared is None and request.version == "1.1"
     if declared is not None:
         head += b"content-length: %d\r\n" % declared
@@ -226,6 +172,9 @@ async def _stream_body(
     try:
         while data := await conn.body.read(target.idle_timeout):
             client.write(chunk(data) if chunked else data)
+            if taps is not None:
+                for tap in taps:
+                    tap.response_body_chunk(exchange, data)
             await client.drain()
     except UpstreamError as error:
         # Bytes already reached the client: cut the connection so it sees a
