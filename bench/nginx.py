@@ -135,12 +135,13 @@ def backend(workdir: Path) -> Iterator[Backends]:
 
 
 @contextmanager
-def proxy(workdir: Path, backends: Backends) -> Iterator[str]:
-    """The reference proxy: nginx split_clients 30 % new over keepalive upstreams."""
+def proxy(workdir: Path, backends: Backends) -> Iterator[tuple[str, int]]:
+    """The reference proxy: nginx split_clients 30 % new over keepalive upstreams.
+    Yields its URL and its master's pid (for CPU accounting)."""
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
-    with running(workdir, proxy_config(workdir, backends, port), url + "/"):
-        yield url
+    with running(workdir, proxy_config(workdir, backends, port), url + "/") as proc:
+        yield url, proc.pid
 
 
 def version() -> str:

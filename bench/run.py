@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import nginx, pyspy, turnout, wrk
+from bench import nginx, procs, pyspy, turnout, wrk
 from bench.procs import tail
 
 TARGETS = ("backend", "nginx", "turnout-1", "turnout-2")
@@ -41,9 +41,15 @@ class Result:
     summary: wrk.Summary
     checks: list[turnout.MetricsCheck] = field(default_factory=list)
     ratio: float | None = None
+    cpu_ratio: float | None = None  # CPU per request relative to nginx's
 
     def to_json(self) -> dict[str, Any]:
-        out = {"target": self.target, **self.summary.to_json(), "ratio_to_nginx": self.ratio}
+        out = {
+            "target": self.target,
+            **self.summary.to_json(),
+            "ratio_to_nginx": self.ratio,
+            "cpu_ratio_to_nginx": self.cpu_ratio,
+        }
         if self.checks:
             out["metrics_checks"] = [c.to_json() for c in self.checks]
         return out
@@ -57,6 +63,7 @@ class Options:
     profile: bool
     loop: str | None
     workdir: Path
+    baseline: Path | None = None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,12 +78,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--uvloop", action="store_true", help="run Turnout with TURNOUT_LOOP=uvloop")
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run turnout-1 from another checkout (e.g. a `git worktree` of the commit "
+        "before a change) as target `baseline-1`, in the same run",
+    )
     args = p.parse_args(argv)
     if min(args.runs, args.duration, args.connections, args.threads) < 1:
         p.error("--runs, --duration, --connections and --threads must be >= 1")
     if args.threads > args.connections:
         p.error("--threads must be <= --connections")
     args.targets = select(args.only, p)
+    if args.baseline is not None:
+        if not (args.baseline / "proxy" / "__main__.py").is_file():
+            p.error(f"--baseline {args.baseline}: not a Turnout checkout (no proxy/__main__.py)")
+        args.targets.append("baseline-1")
     return args
 
 
@@ -96,7 +114,9 @@ def _raise_interrupt(signum: int, _frame: object) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def measure(target: str, url: str, opts: Options, instance: turnout.Instance | None) -> Result:
+def measure(
+    target: str, url: str, opts: Options, instance: turnout.Instance | None, pid: int
+) -> Result:
     """Warm up, then `opts.runs` wrk runs; for Turnout, check /metrics after each run."""
     print(f"[{target}] {url}  warmup {opts.warmup_s}s, {opts.runs} x {opts.load.duration_s}s")
     if opts.warmup_s:
@@ -104,7 +124,7 @@ def measure(target: str, url: str, opts: Options, instance: turnout.Instance | N
     runs: list[wrk.WrkRun] = []
     checks: list[turnout.MetricsCheck] = []
     for i in range(opts.runs):
-        run, check = one_run(f"run {i + 1}", url, opts, instance)
+        run, check = one_run(f"run {i + 1}", url, opts, instance, pid)
         runs.append(run)
         if check:
             checks.append(check)
@@ -114,14 +134,20 @@ def measure(target: str, url: str, opts: Options, instance: turnout.Instance | N
 
 
 def one_run(
-    label: str, url: str, opts: Options, instance: turnout.Instance | None
+    label: str, url: str, opts: Options, instance: turnout.Instance | None, pid: int = 0
 ) -> tuple[wrk.WrkRun, turnout.MetricsCheck | None]:
-    """One wrk run; for Turnout, the /metrics delta over the run is compared with wrk's count."""
+    """One wrk run; for Turnout, the /metrics delta over the run is compared with wrk's count.
+    With ``pid``, the CPU that process and its children spent per request is recorded."""
     before = turnout.scrape_requests_total(instance.admin_url) if instance else 0.0
+    tree = procs.process_tree(pid) if pid else []
+    cpu_before = procs.cpu_seconds(tree)
     run = wrk.run(url, opts.load)
+    if tree and run.requests:
+        run.cpu_us_per_request = (procs.cpu_seconds(tree) - cpu_before) / run.requests * 1e6
+    cpu = f"  cpu {run.cpu_us_per_request:.1f} us/req" if run.cpu_us_per_request else ""
     print(
         f"  {label}: {run.rps:10.0f} req/s  p50 {run.p50_ms:.2f} ms  p99 {run.p99_ms:.2f} ms"
-        f"  errors {run.errors}"
+        f"  errors {run.errors}{cpu}"
     )
     if instance is None:
         return run, None
@@ -139,7 +165,7 @@ def profile_run(url: str, opts: Options, instance: turnout.Instance) -> None:
     out.unlink(missing_ok=True)
     proc = pyspy.start_record(instance.pid, max(1, opts.load.duration_s - 1), out, log)
     try:
-        one_run("profiled run (not in the median)", url, opts, instance)
+        one_run("profiled run (not in the median)", url, opts, instance, instance.pid)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
@@ -161,14 +187,15 @@ def report_profile(out: Path, log: Path) -> None:
 
 def run_target(target: str, opts: Options, backends: nginx.Backends) -> Result:
     if target == "backend":
-        return measure(target, backends.url("legacy"), opts, None)
+        return measure(target, backends.url("legacy"), opts, None, 0)
     if target == "nginx":
-        with nginx.proxy(opts.workdir / "nginx-proxy", backends) as url:
-            return measure(target, url, opts, None)
+        with nginx.proxy(opts.workdir / "nginx-proxy", backends) as (url, pid):
+            return measure(target, url, opts, None, pid)
     workers = int(target.rsplit("-", 1)[1])
-    with turnout.running(opts.workdir / target, backends, workers, opts.loop) as inst:
+    repo = opts.baseline if target == "baseline-1" else None
+    with turnout.running(opts.workdir / target, backends, workers, opts.loop, repo) as inst:
         try:
-            result = measure(target, inst.url, opts, inst)
+            result = measure(target, inst.url, opts, inst, inst.pid)
         except Exception:
             print(f"--- {inst.log} (tail) ---\n{tail(inst.log)}", file=sys.stderr)
             raise
@@ -178,19 +205,29 @@ def run_target(target: str, opts: Options, backends: nginx.Backends) -> Result:
 
 
 def add_ratios(results: list[Result]) -> None:
-    base = next((r.summary.rps for r in results if r.target == "nginx"), None)
+    nginx_result = next((r for r in results if r.target == "nginx"), None)
+    base = nginx_result.summary.rps if nginx_result else None
+    base_cpu = nginx_result.summary.cpu_us_per_request if nginx_result else None
     for r in results:
         r.ratio = r.summary.rps / base if base else None
+        cpu = r.summary.cpu_us_per_request
+        r.cpu_ratio = cpu / base_cpu if cpu is not None and base_cpu else None
 
 
 def format_table(results: list[Result]) -> str:
-    head = f"{'target':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'errors':>7}"
+    head = (
+        f"{'target':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'errors':>7}"
+        f" {'cpu us/req':>11} {'cpu x nginx':>12}"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         s = r.summary
         ratio = f"{r.ratio:8.0%}" if r.ratio is not None else f"{'-':>8}"
+        cpu = f"{s.cpu_us_per_request:11.1f}" if s.cpu_us_per_request else f"{'-':>11}"
+        cpu_ratio = f"{r.cpu_ratio:11.2f}x" if r.cpu_ratio is not None else f"{'-':>12}"
         lines.append(
             f"{r.target:<10} {s.rps:10.0f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {ratio:>9} {s.errors:7d}"
+            f" {cpu} {cpu_ratio}"
         )
     return "\n".join(lines)
 
@@ -248,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     load = wrk.Load(args.threads, args.connections, args.duration)
     opts = Options(load, args.runs, args.warmup, args.profile,
-                   "uvloop" if args.uvloop else None, workdir())  # fmt: skip
+                   "uvloop" if args.uvloop else None, workdir(), args.baseline)  # fmt: skip
     results: list[Result] = []
     try:
         with nginx.backend(opts.workdir / "backend") as backends:

@@ -5,12 +5,16 @@ Run: .venv/bin/pytest bench/test_bench.py
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from bench import nginx, pyspy, turnout, wrk
+from bench import nginx, procs, pyspy, turnout, wrk
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:8080/
@@ -116,3 +120,20 @@ def test_pyspy_own_time_counts_leaf_frames() -> None:
     assert rows[0][:2] == ("leaf (b.py)", 7)
     assert rows[1][:2] == ("run (a.py)", 3)
     assert rows[0][2] == pytest.approx(0.7)
+
+
+def test_cpu_accounting_sees_a_child_and_its_cpu_time() -> None:
+    busy = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    child = subprocess.Popen([sys.executable, "-c", busy + "\nimport sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        tree = procs.process_tree(os.getpid())
+        assert child.pid in tree and os.getpid() in tree
+        deadline = time.monotonic() + 10
+        while procs.cpu_seconds([child.pid]) < 0.25:  # the child burns 0.3 s, then waits
+            assert time.monotonic() < deadline, "child CPU time never showed up"
+            time.sleep(0.05)
+        assert procs.cpu_seconds([child.pid]) < 5
+    finally:
+        child.kill()
+        child.wait()

@@ -78,9 +78,14 @@ def command(config_path: Path, workers: int) -> list[str]:
 
 @contextmanager
 def running(
-    workdir: Path, backends: Backends, workers: int, loop: str | None = None
+    workdir: Path,
+    backends: Backends,
+    workers: int,
+    loop: str | None = None,
+    repo: Path | None = None,
 ) -> Iterator[Instance]:
-    """Start Turnout, wait for /readyz, yield, then SIGTERM (then SIGKILL)."""
+    """Start Turnout (from ``repo``, default this checkout), wait for /readyz, yield,
+    then SIGTERM (then SIGKILL)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, admin_port = procs.free_port(), procs.free_port()
     cfg = workdir / "config.yaml"
@@ -89,7 +94,7 @@ def running(
     if loop:
         env["TURNOUT_LOOP"] = loop
     log = workdir / "turnout.log"
-    proc = procs.start(command(cfg, workers), log, cwd=REPO, env=env)
+    proc = procs.start(command(cfg, workers), log, cwd=repo or REPO, env=env)
     admin = f"http://127.0.0.1:{admin_port}"
     try:
         procs.wait_ready(admin + "/readyz", proc, READY_DEADLINE_S, log)

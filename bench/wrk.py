@@ -30,6 +30,7 @@ class WrkRun:
     p99_ms: float
     non2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
+    cpu_us_per_request: float | None = None  # the proxy's user+system CPU over the run
 
     @property
     def errors(self) -> int:
@@ -112,6 +113,7 @@ class Summary:
     requests: int
     errors: int
     runs: list[WrkRun]
+    cpu_us_per_request: float | None = None
 
     @classmethod
     def of(cls, runs: list[WrkRun]) -> Summary:
@@ -124,6 +126,7 @@ class Summary:
             requests=sum(r.requests for r in runs),
             errors=sum(r.errors for r in runs),
             runs=runs,
+            cpu_us_per_request=_median_or_none([r.cpu_us_per_request for r in runs]),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -133,6 +136,7 @@ class Summary:
             "p99_ms": round(self.p99_ms, 3),
             "requests": self.requests,
             "errors": self.errors,
+            "cpu_us_per_request": self.cpu_us_per_request,
             "runs": [r.to_json() for r in self.runs],
         }
 
@@ -141,3 +145,9 @@ def version() -> str:
     out = subprocess.run([WRK, "-v"], capture_output=True, text=True, timeout=10)
     first = (out.stdout or out.stderr).splitlines()
     return first[0].split(" Copyright")[0] if first else "unknown"
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
