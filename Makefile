@@ -21,6 +21,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check proxy tests bench
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 test: lint
 	$(BIN)/python -m pytest
