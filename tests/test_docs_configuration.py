@@ -108,3 +108,10 @@ def test_every_config_key_is_documented() -> None:
         if not re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", code)
     )
     assert not missing, f"keys missing from docs/configuration.md: {missing}"
+
+
+@pytest.mark.parametrize("path", ["README.md", "docs/configuration.md"])
+def test_docs_stand_alone(path: str) -> None:
+    text = (ROOT / path).read_text(encoding="utf-8")
+    assert "../shared" not in text
+    assert "SPEC" not in text
