@@ -1,17 +1,27 @@
 # Turnout container image.
 #
+#   cp config/example.yaml turnout.yaml     # then edit it (see below)
 #   docker build -t turnout .
-#   docker run --rm -p 8080:8080 -p 9901:9901 \
-#       -v "$PWD/config/turnout.yaml:/etc/turnout/config.yaml:ro" \
+#   docker run --rm -p 8080:8080 \
+#       -v "$PWD/turnout.yaml:/etc/turnout/config.yaml:ro" \
 #       -e TURNOUT_ADMIN_TOKEN=... turnout
 #
-# The config is mounted at /etc/turnout/config.yaml (read-only is fine).
-# Inside a container the config must listen on 0.0.0.0, e.g.
-#   listen: 0.0.0.0:8080
-#   admin: {listen: 0.0.0.0:9901}     # for Prometheus scraping from outside
-# state_file / discrepancy_log default to the working directory
-# /var/lib/turnout, writable by the `turnout` user; mount a volume there to keep
-# runtime overrides and canary progress across container restarts.
+# The config is read from /etc/turnout/config.yaml (read-only is fine); every
+# key is described in docs/configuration.md. In the copy of the example:
+# - backends.*.url: addresses reachable from inside the container;
+#   127.0.0.1 is the container itself.
+# - listen: the default 0.0.0.0:8080 already accepts connections from outside.
+# - admin.listen: the default 127.0.0.1:9901 is reachable only inside the
+#   container; that is enough for the HEALTHCHECK below, which calls
+#   127.0.0.1:9901, so keep port 9901. To scrape /metrics from outside, set
+#   `admin: {listen: 0.0.0.0:9901}` and add `-p 9901:9901`; the mutating admin
+#   calls are then reachable too, guarded by TURNOUT_ADMIN_TOKEN.
+# - state_file: where runtime overrides (`turnout set`, `rollback`) are kept.
+#   Without it (the default) they are lost when the container stops. A
+#   relative path is relative to the working directory, /var/lib/turnout,
+#   writable by the `turnout` user: the example's ./turnout-state.json is
+#   /var/lib/turnout/turnout-state.json. Mount a volume on /var/lib/turnout to
+#   keep it across container restarts.
 # `serve` drains for up to drain_timeout (default 30s) after SIGTERM: give the
 # container at least that long to stop (docker stop -t 35,
 # terminationGracePeriodSeconds: 35).
@@ -23,19 +33,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-RUN groupadd --system turnout \
-    && useradd --system --gid turnout --home-dir /var/lib/turnout --create-home \
-       --shell /usr/sbin/nologin turnout \
+# A fixed numeric uid/gid, so that USER is numeric (Kubernetes' runAsNonRoot
+# can check it) and volume ownership is predictable.
+RUN groupadd --system --gid 10001 turnout \
+    && useradd --system --uid 10001 --gid turnout --home-dir /var/lib/turnout \
+       --create-home --shell /usr/sbin/nologin turnout \
     && mkdir -p /etc/turnout
 
-WORKDIR /tmp/turnout-src
-COPY pyproject.toml README.md ./
-COPY proxy/ ./proxy/
-RUN pip install --no-cache-dir . \
-    && cd / && rm -rf /tmp/turnout-src
+COPY pyproject.toml README.md /tmp/turnout-src/
+COPY proxy/ /tmp/turnout-src/proxy/
+RUN pip install --no-cache-dir /tmp/turnout-src \
+    && rm -rf /tmp/turnout-src
 
 WORKDIR /var/lib/turnout
-USER turnout
+USER 10001:10001
 
 # 8080: proxy listener; 9901: admin API (/metrics, /healthz, /readyz, ...).
 EXPOSE 8080 9901

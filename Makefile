@@ -4,13 +4,16 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 DURATION ?=
+# Dev tools at the exact versions of constraints.txt; `CONSTRAINTS=` installs
+# the newest ones instead (to bump that file).
+CONSTRAINTS ?= -c constraints.txt
 
 .PHONY: demo test lint bench install
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,uvloop]'
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e '.[dev,uvloop]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -21,6 +24,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check proxy tests bench
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 test: lint
 	$(BIN)/python -m pytest
