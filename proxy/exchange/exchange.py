@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 _BACKEND_LINES = tuple(b"x-turnout-backend: %b\r\n" % name.encode() for name in BACKEND_NAMES)
 _FALLBACK_LINE = b"x-turnout-fallback: 1\r\n"
+# RFC 9110 §9.2.2: methods a client may send twice with the effect of once.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+# The status a failed attempt counts as, by error kind (what the client would have got).
+_ERROR_STATUS = {"timeout": 504, "connect_error": 502, "reset": 502}
 _log = structlog.get_logger("turnout.proxy")
 _access_log = structlog.get_logger("turnout.access")
 
@@ -47,12 +51,15 @@ class Exchange:
         "backend",
         "client",
         "cookie",
+        "deadline",
         "fell_back",
         "flag",
         "request",
         "route",
         "service",
+        "started",
         "status",
+        "streamed_at",
         "table",
         "taps",
     )
@@ -78,17 +85,37 @@ class Exchange:
         self.fell_back = False
         self.status = 0  # the status the client saw (499: it went away first)
         self.taps: list[ExchangeTap] | None = None
+        # Loop time by which all attempts must have their answer (request_timeout);
+        # 0 until the request body has been received: uploads are bounded by idle
+        # timeouts, not by this.
+        self.deadline = 0.0
+        self.started = 0.0
+        self.streamed_at = 0.0  # when a streamed response's head went to the client
 
     async def run(self) -> bool:
         """Serve the request; returns whether the client connection may stay open."""
-        started = perf_counter()
-        keep_open = await self._serve()
-        elapsed = perf_counter() - started
+        self.started = perf_counter()
+        try:
+            keep_open = await self._serve()
+        except asyncio.CancelledError:
+            # The client went away (or the proxy is stopping): count it all the same.
+            if not self.streamed_at:
+                self.status = 499
+            self._observe("cancelled")
+            raise
+        self._observe("done" if self.status < 500 else "failed")
+        return keep_open
+
+    def _observe(self, outcome: Outcome) -> None:
+        """Count the request; latency is the time to the response head for a stream."""
+        elapsed = (self.streamed_at or perf_counter()) - self.started
         self.route.series[self.backend].observe(self.request.method, self.status, elapsed)
         if self.table.config.access_log:
             self._log_access(elapsed)
-        self._finish("done" if self.status < 500 else "failed")
-        return keep_open
+        taps = self.taps
+        if taps is not None:
+            for tap in taps:
+                tap.finished(self, outcome, self.status)
 
     # -- the attempts ---------------------------------------------------------
     async def _serve(self) -> bool:
@@ -123,47 +150,49 @@ class Exchange:
         flag, request = self.flag, self.request
         policy = flag.fallback if flag is not None else None
         loop_now = asyncio.get_running_loop().time()
-        deadline = loop_now + self.table.config.request_timeout
+        if request.body.done:  # no body, or all of it already here
+            self.deadline = loop_now + self.table.config.request_timeout
         if policy is not None:
             assert flag is not None and flag.budget is not None
             flag.budget.count_request(loop_now)
         try:
-            conn = await self._attempt(deadline, policy)
+            conn = await self._attempt(policy)
         except UpstreamError as error:
             if policy is None or not self._may_replay(
                 policy.covers_error(error.kind, request.method)
             ):
                 raise
-            self._fall_back(error.kind)
-            conn = await self._attempt(deadline, policy)
+            self._fall_back(error.kind, _ERROR_STATUS.get(error.kind, 502))
+            conn = await self._attempt(policy)
         else:
             if policy is not None and self._may_replay(
                 policy.covers_status(conn.status, request.method)
             ):
                 conn.close()
-                self._fall_back(str(conn.status))
-                conn = await self._attempt(deadline, policy)
+                self._fall_back(str(conn.status), conn.status)
+                conn = await self._attempt(policy)
         self.status = conn.status
         target = self.table.backends[self.backend]
         return await relay_response(self, conn, target, self._extra_lines())
 
-    async def _attempt(self, deadline: float, policy: FallbackPolicy | None) -> UpstreamConnection:
-        """One try at the current backend, up to its response head; feeds passive health."""
+    async def _attempt(self, policy: FallbackPolicy | None) -> UpstreamConnection:
+        """One try at the current backend, up to its response head; feeds passive health.
+
+        A pooled connection that the backend closed just as the request went out
+        (the keep-alive race) is no backend failure: a request that is safe to
+        repeat is sent again, once, on a fresh connection (as Go's Transport and
+        Envoy do); anything else fails as it is.
+        """
         backend = self.backend
+        replay_limit = policy.max_replay_body if policy is not None else 0
         try:
-            conn = await send_request(
-                self,
-                self.table.backends[backend],
-                deadline=deadline,
-                replay_limit=policy.max_replay_body if policy is not None else 0,
-            )
-            waiter = conn.headers_done
-            assert waiter is not None
             try:
-                await waiter  # bounded by the connection's own response timer
-            except BaseException:
-                conn.close()
-                raise
+                conn = await self._send_and_wait(replay_limit, fresh=False)
+            except UpstreamError as error:
+                if not self._stale_and_repeatable(error):
+                    raise
+                _log.debug("stale_connection_retried", backend=self.backend_name)
+                conn = await self._send_and_wait(replay_limit, fresh=True)
         except UpstreamError as error:
             self._count_failure(error)
             raise
@@ -178,6 +207,29 @@ class Exchange:
             for tap in taps:
                 tap.response_head(self, conn.status)
         return conn
+
+    async def _send_and_wait(self, replay_limit: int, *, fresh: bool) -> UpstreamConnection:
+        target = self.table.backends[self.backend]
+        conn = await send_request(self, target, replay_limit=replay_limit, fresh=fresh)
+        waiter = conn.headers_done
+        assert waiter is not None
+        try:
+            await waiter  # bounded by the connection's own response timer
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _stale_and_repeatable(self, error: UpstreamError) -> bool:
+        """A reset before any answer on a reused connection, for a request that may
+        be sent twice: an idempotent method whose body (if any) can be sent again."""
+        return (
+            error.reused
+            and error.kind == "reset"
+            and not error.response_started
+            and self.request.method in _IDEMPOTENT
+            and can_replay_body(self.request)
+        )
 
     async def _upgrade(self) -> bool:
         target = self.table.backends[self.backend]
@@ -203,9 +255,12 @@ class Exchange:
             return False
         return True
 
-    def _fall_back(self, reason: str) -> None:
-        other = 1 - self.backend
-        count_fallback(self.service.stats, self.flag, self.backend, other, reason)
+    def _fall_back(self, reason: str, failed_status: int) -> None:
+        """Move to the other backend; the failed attempt counts against the one that failed."""
+        failed, other = self.backend, 1 - self.backend
+        elapsed = perf_counter() - self.started
+        self.route.series[failed].observe(self.request.method, failed_status, elapsed)
+        count_fallback(self.service.stats, self.flag, failed, other, reason)
         self.backend = other
         self.fell_back = True
 
@@ -240,12 +295,6 @@ class Exchange:
         """The proxy's own response header lines: sticky cookie, backend, fallback."""
         lines = self.cookie + _BACKEND_LINES[self.backend]
         return lines + _FALLBACK_LINE if self.fell_back else lines
-
-    def _finish(self, outcome: Outcome) -> None:
-        taps = self.taps
-        if taps is not None:
-            for tap in taps:
-                tap.finished(self, outcome, self.status)
 
     def _log_access(self, elapsed: float) -> None:
         _access_log.info(

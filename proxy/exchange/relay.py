@@ -10,6 +10,7 @@ Each function reports to the exchange's taps, if it has any.
 from __future__ import annotations
 
 import asyncio
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import structlog
@@ -31,31 +32,32 @@ _CLOSE = b"connection: close\r\n"
 
 
 async def send_request(
-    exchange: Exchange,
-    target: BackendTarget,
-    *,
-    deadline: float,
-    replay_limit: int = 0,
+    exchange: Exchange, target: BackendTarget, *, replay_limit: int = 0, fresh: bool = False
 ) -> UpstreamConnection:
     """Send the request (head and body) upstream; returns the connection awaiting its answer.
 
-    ``deadline`` (loop time) bounds connecting and waiting for the response head,
-    together with the backend's own timeouts. With ``replay_limit`` the body is
-    kept, up to that many bytes, so that a fallback can send it again.
+    Connecting is bounded by the backend's connect timeout and what is left of the
+    exchange's deadline. The body is bounded by idle timeouts only: the response
+    timer starts when it has all gone up (or when the backend answered early).
+    With ``replay_limit`` the body is kept, up to that many bytes, so that a
+    fallback can send it again. ``fresh`` skips the pool's idle connections.
     """
     request, limits = exchange.request, exchange.table.config.limits
     framing = body_framing(request, limits.max_body_bytes)
     head = upstream_head(request, exchange.client, framing)
-    remaining = deadline - asyncio.get_running_loop().time()
-    if remaining <= 0:
-        raise UpstreamTimeout("request_timeout passed before the backend was tried")
-    conn, _ = await target.pool.acquire(min(target.connect_timeout, remaining))
+    loop = asyncio.get_running_loop()
+    connect_timeout = target.connect_timeout
+    if exchange.deadline:
+        remaining = exchange.deadline - loop.time()
+        if remaining <= 0:
+            raise UpstreamTimeout("request_timeout passed before the backend was tried")
+        connect_timeout = min(connect_timeout, remaining)
+    if fresh:
+        conn = await target.pool.connect(connect_timeout)
+    else:
+        conn, _ = await target.pool.acquire(connect_timeout)
     try:
-        conn.begin(
-            head,
-            head_request=request.method == "HEAD",
-            response_timeout=min(target.response_timeout, remaining),
-        )
+        conn.begin(head, head_request=request.method == "HEAD")
         taps = exchange.taps
         if taps is not None:
             for tap in taps:
@@ -64,7 +66,11 @@ async def send_request(
             if request.expect_continue and request.has_body:
                 request.expect_continue = False  # answered once, even if replayed
                 exchange.client.write(CONTINUE)
-            await _send_body(exchange, conn, replay_limit=replay_limit)
+            await _send_body(exchange, conn, target, replay_limit=replay_limit)
+        if not exchange.deadline:
+            exchange.deadline = loop.time() + exchange.table.config.request_timeout
+        remaining = exchange.deadline - loop.time()
+        conn.expect_response(max(0.0, min(target.response_timeout, remaining)))
     except BaseException:
         conn.close()
         raise
@@ -76,7 +82,26 @@ def can_replay_body(request: IncomingRequest) -> bool:
     return not request.body_started or request.replay_chunks is not None
 
 
-async def _send_body(exchange: Exchange, conn: UpstreamConnection, *, replay_limit: int) -> None:
+async def _send_body(
+    exchange: Exchange, conn: UpstreamConnection, target: BackendTarget, *, replay_limit: int
+) -> None:
+    """Stream the body up; stops early when the backend answers before reading it all
+    (the answer is relayed, and neither connection can be reused afterwards)."""
+    conn.on_answer = exchange.request.body.interrupt
+    try:
+        await _stream_request_body(exchange, conn, target, replay_limit)
+    except UpstreamError:
+        if not conn.answered:
+            raise
+    finally:
+        conn.on_answer = None
+    if conn.answered and not exchange.request.body.done:
+        conn.keep_alive = False  # the backend still expects the rest of the body
+
+
+async def _stream_request_body(
+    exchange: Exchange, conn: UpstreamConnection, target: BackendTarget, replay_limit: int
+) -> None:
     request, limits = exchange.request, exchange.table.config.limits
     chunked = request.content_length is None
     max_body = limits.max_body_bytes
@@ -95,7 +120,7 @@ async def _send_body(exchange: Exchange, conn: UpstreamConnection, *, replay_lim
         request.body_started = True
         request.replay_chunks = [] if replay_limit else None
     body = request.body
-    while data := await body.read(limits.client_idle_timeout):
+    while not conn.answered and (data := await body.read(limits.client_idle_timeout)):
         if body.received > max_body:
             raise BodyTooLarge(max_body)
         kept = request.replay_chunks
@@ -106,11 +131,11 @@ async def _send_body(exchange: Exchange, conn: UpstreamConnection, *, replay_lim
             else:
                 kept.append(data)
         send(data)
-        await conn.drain()
+        await conn.drain(target.idle_timeout)
         error = conn.error()
         if error is not None:
             raise error
-    if chunked:
+    if chunked and not conn.answered:
         conn.write(CHUNK_END)
 
 
@@ -169,6 +194,7 @@ async def _stream_body(
     elif request.keep_alive:
         head += _CLOSE  # an HTTP/1.0 client: the body ends when the connection does
     client.write(head + b"\r\n")
+    exchange.streamed_at = perf_counter()
     try:
         while data := await conn.body.read(target.idle_timeout):
             client.write(chunk(data) if chunked else data)

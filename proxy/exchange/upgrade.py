@@ -9,6 +9,7 @@ the client connection is closed after it.
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from proxy.exchange.relay import await_response, relay_response
@@ -27,11 +28,8 @@ async def open_tunnel(exchange: Exchange, target: BackendTarget, extra_lines: by
     request, client = exchange.request, exchange.client
     conn = await target.pool.connect()
     try:
-        conn.begin(
-            upstream_head(request, client, None),
-            head_request=False,
-            response_timeout=target.response_timeout,
-        )
+        conn.begin(upstream_head(request, client, None), head_request=False)
+        conn.expect_response(target.response_timeout)
         await await_response(conn)
         if conn.status != 101:
             request.keep_alive = False
@@ -39,6 +37,7 @@ async def open_tunnel(exchange: Exchange, target: BackendTarget, extra_lines: by
             return conn.status
         head = status_line(101) + response_header_lines(conn.raw_headers, upgrade=True)
         client.write(head + extra_lines + b"\r\n")
+        exchange.streamed_at = perf_counter()
         await splice(client, conn, target.idle_timeout)
         client.close()
         return 101

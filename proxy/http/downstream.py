@@ -29,6 +29,11 @@ from proxy.http.wire import error_bytes
 _BODY_HIGH_WATER = 256 * 1024
 _MAX_QUEUED = 16
 _MAX_HEADERS = 128
+LINGER_SECONDS = 5.0
+
+
+def _discard(_: bytes) -> None:
+    pass
 
 
 class IncomingRequest:
@@ -259,6 +264,21 @@ class ClientConnection(FlowControlledProtocol):
     def idle(self) -> bool:
         return not self._busy and not self._queue
 
+    def _linger_close(self) -> None:
+        """Close after an answer given before the request body was read (nginx's
+        lingering close): half-close our side and read on, discarding, so that the
+        client, still sending, gets the answer instead of a reset. Bounded by
+        ``LINGER_SECONDS`` and by the client closing its side."""
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        self.tunnel_sink = _discard  # every byte from now on is dropped
+        self._reading_paused = False
+        transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()  # sent once the answer is flushed
+        self._loop.call_later(LINGER_SECONDS, transport.abort)
+
     # -- internals ----------------------------------------------------------------
     def _enqueue(self, item: IncomingRequest | Rejection) -> None:
         self._queue.append(item)
@@ -289,7 +309,10 @@ class ClientConnection(FlowControlledProtocol):
                 self.close()
                 return
             keep_open = await self._handler(item, self)
-            if not keep_open or not item.keep_alive or not item.body.done or self.draining:
+            if not item.body.done:
+                self._linger_close()  # answered before the body was read
+                return
+            if not keep_open or not item.keep_alive or self.draining:
                 self.close()
                 return
 

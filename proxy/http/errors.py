@@ -30,6 +30,9 @@ class UpstreamError(Exception):
     def __init__(self, message: str, *, response_started: bool = False) -> None:
         super().__init__(message)
         self.response_started = response_started
+        # On a connection the pool handed out again: it may have been closed by the
+        # backend just as the request went out (the keep-alive race).
+        self.reused = False
 
 
 class UpstreamConnectError(UpstreamError):

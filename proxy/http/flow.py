@@ -44,15 +44,32 @@ class WriteFlow:
             waiter.set_exception(error)
             waiter.exception()  # the writer may be gone too: never log it as unretrieved
 
-    async def wait(self) -> None:
-        """Return at once unless the buffer is full; then wait until it drained."""
+    def wake(self) -> None:
+        """Let a waiting writer go on although the buffer is still full (it has
+        something else to look at: e.g. the backend answered)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, idle_timeout: float | None = None) -> None:
+        """Return at once unless the buffer is full; then wait until it drained
+        (``TimeoutError`` after ``idle_timeout`` seconds without room)."""
         if not self._paused:
             return
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if idle_timeout is None else loop.call_later(idle_timeout, _time_out, waiter)
         try:
-            await self._waiter
+            await waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class FlowControlledProtocol(asyncio.Protocol):
@@ -86,6 +103,7 @@ class ChunkQueue:
         "_chunks",
         "_error",
         "_high_water",
+        "_interrupted",
         "_on_idle",
         "_pause",
         "_paused",
@@ -111,6 +129,7 @@ class ChunkQueue:
         self._on_idle = on_idle
         self._high_water = high_water
         self._paused = False
+        self._interrupted = False
         self._size = 0
         self.done = False
         self.received = 0
@@ -157,12 +176,21 @@ class ChunkQueue:
         self._resume_if_paused()
         return data
 
+    def interrupt(self) -> None:
+        """Make a waiting ``read`` return b"" now although the body is not done (the
+        reader has something else to attend to; ``done`` tells the two apart).
+        Without a waiting reader it does nothing."""
+        if self._waiter is not None and not self._waiter.done():
+            self._interrupted = True
+            self._wake()
+
     async def read(self, idle_timeout: float) -> bytes:
-        """The next chunk, or b"" at the end of the body."""
+        """The next chunk, or b"" at the end of the body (or when interrupted)."""
         while not self._chunks:
             if self._error is not None:
                 raise self._error
-            if self.done:
+            if self.done or self._interrupted:
+                self._interrupted = False
                 return b""
             loop = asyncio.get_running_loop()
             self._waiter = loop.create_future()

@@ -50,6 +50,7 @@ class ConnectionPool:
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < self.idle_seconds:
+                conn.reused = True
                 return conn, True
             conn.close()
         return await self.connect(connect_timeout), False

@@ -34,16 +34,20 @@ class UpstreamConnection(FlowControlledProtocol):
         self._parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
+        self.reused = False  # handed out again by the pool (it may have gone stale meanwhile)
         self.body = ChunkQueue(
             self._pause_reading, self._resume_reading, self._on_idle_timeout, _READ_HIGH_WATER
         )
         self._reset_exchange()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         # After a 101 answer the connection becomes a byte tunnel (proxy.http.tunnel).
         self.upgraded = False
         self.tunnel_sink: Callable[[bytes], None] | None = None
         self.tunnel_backlog = bytearray()
         self.on_close: Callable[[], None] | None = None
+        # Called when the response head arrives (a body still going up stops).
+        self.on_answer: Callable[[], None] | None = None
 
     def _reset_exchange(self) -> None:
         self.status = 0
@@ -108,6 +112,9 @@ class UpstreamConnection(FlowControlledProtocol):
         self.status = status
         self.keep_alive = bool(self._parser.should_keep_alive())
         self._deadline = 0.0
+        self._write_flow.wake()  # a body writer waiting for room stops waiting
+        if self.on_answer is not None:
+            self.on_answer()
         if self.head_request:
             # llhttp does not know the request was HEAD and would wait for a body.
             self._parser = httptools.HttpResponseParser(self)
@@ -128,26 +135,52 @@ class UpstreamConnection(FlowControlledProtocol):
         self._finish_message()
 
     # -- used by the forwarding layer -------------------------------------
-    def begin(self, head: bytes, *, head_request: bool, response_timeout: float) -> None:
-        """Send a request head and arm the response-headers timer."""
+    def begin(self, head: bytes, *, head_request: bool) -> None:
+        """Send a request head; the response timer starts with ``expect_response``."""
         self._reset_exchange()
         self.head_request = head_request
         self.headers_done = self._loop.create_future()
-        # One lazily re-armed timer per connection rather than one per request.
-        self._deadline = self._loop.time() + response_timeout
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._deadline, self._on_response_timeout)
         assert self.transport is not None
         self.transport.write(head)
 
+    def expect_response(self, response_timeout: float) -> None:
+        """The request is all sent: the response head is due within ``response_timeout``.
+
+        One lazily re-armed timer per connection rather than one per request; it is
+        moved earlier when a deadline comes before the one it is armed for.
+        """
+        if self.headers_done is None or self.headers_done.done():
+            return  # answered already (an early answer), or failed
+        deadline = self._deadline = self._loop.time() + response_timeout
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline, self._on_response_timeout)
+
+    @property
+    def answered(self) -> bool:
+        """The final response head arrived (possibly before the request body was all sent)."""
+        return self.status != 0
+
     def write(self, data: bytes) -> None:
         if self.closed or self.transport is None:
-            raise UpstreamReset("backend closed the connection while sending the body")
+            raise self._stamp(UpstreamReset("backend closed the connection while sending the body"))
         self.transport.write(data)
 
-    async def drain(self) -> None:
-        """Wait while the backend's socket buffer is full (request body backpressure)."""
-        await self._write_flow.wait()
+    async def drain(self, idle_timeout: float) -> None:
+        """Wait while the backend's socket buffer is full (request body backpressure).
+
+        Returns early when the response head arrives (the backend answered without
+        reading on); a backend that reads nothing for ``idle_timeout`` is a timeout.
+        """
+        try:
+            await self._write_flow.wait(idle_timeout)
+        except TimeoutError:
+            if not self.answered:
+                raise self._stamp(
+                    UpstreamTimeout("backend stopped reading the request body")
+                ) from None
 
     @property
     def reusable(self) -> bool:
@@ -174,11 +207,15 @@ class UpstreamConnection(FlowControlledProtocol):
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
+    def _stamp(self, error: UpstreamError) -> UpstreamError:
+        """Note on the error what a caller needs to decide on a retry."""
+        error.reused = self.reused
+        error.response_started = self.answered
+        return error
+
     def _fail(self, error: UpstreamError) -> None:
         if self._error is None:
-            started = self.headers_done is not None and self.headers_done.done()
-            error.response_started = started
-            self._error = error
+            self._error = self._stamp(error)
         self._deadline = 0.0
         waiter = self.headers_done
         if waiter is not None and not waiter.done():
@@ -201,10 +238,12 @@ class UpstreamConnection(FlowControlledProtocol):
 
     def _on_response_timeout(self) -> None:
         self._timer = None
+        self._timer_at = 0.0
         deadline = self._deadline
         if deadline == 0.0 or self.closed:
             return
         if self._loop.time() < deadline:
+            self._timer_at = deadline
             self._timer = self._loop.call_at(deadline, self._on_response_timeout)
             return
         self._fail(UpstreamTimeout("backend did not answer in time"))

@@ -44,7 +44,8 @@ class HealthChecker:
             async with asyncio.timeout(self._check.timeout):
                 conn = await self._pool.connect()
                 try:
-                    conn.begin(head, head_request=False, response_timeout=self._check.timeout)
+                    conn.begin(head, head_request=False)
+                    conn.expect_response(self._check.timeout)
                     assert conn.headers_done is not None
                     await conn.headers_done
                     return 200 <= conn.status < 300
