@@ -205,7 +205,7 @@ class Exchange:
         taps = self.taps
         if taps is not None:
             for tap in taps:
-                tap.response_head(self, conn.status)
+                tap.response_head(self, conn.status, conn.raw_headers)
         return conn
 
     async def _send_and_wait(self, replay_limit: int, *, fresh: bool) -> UpstreamConnection:
