@@ -2,15 +2,18 @@
 
 ``PoolRegistry`` keeps pools by backend identity, so that a reload that leaves a
 backend unchanged keeps its warm connections. A pool speaks TLS to an
-``https://`` backend with one ``SSLContext`` built when the pool is made.
+``https://`` backend with one ``SSLContext`` built when the pool is made, and
+caps the connections in use with a ``ConnectionGate`` (``max_connections``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ssl
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,7 +21,7 @@ import structlog
 
 from proxy.config.models import BackendConfig, Backends
 from proxy.config.tls import BackendTls, client_context
-from proxy.http.errors import UpstreamConnectError
+from proxy.http.errors import UpstreamConnectError, UpstreamOverloaded
 from proxy.http.upstream import UpstreamConnection
 
 _log = structlog.get_logger("turnout.pool")
@@ -41,8 +44,81 @@ class TlsClient:
         return cls(client_context(tls), name)
 
 
+class ConnectionGate:
+    """At most ``limit`` connections in use or being opened; the others wait, first come
+    first served.
+
+    Each slot taken (``try_enter`` or ``wait``) is given back by exactly one ``leave``.
+    A slot given back while someone waits passes straight to the first waiter, so a
+    newcomer cannot overtake the queue.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def try_enter(self) -> bool:
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait for a slot (the caller bounds the wait; a cancelled wait holds none)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.leave()  # handed a slot just as the wait ended: pass it on
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):  # leave() may have dropped it already
+                    self._waiters.remove(waiter)
+            raise
+
+    def leave(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands; in_use stays
+                return
+        self.in_use -= 1
+
+
+class PooledConnection(UpstreamConnection):
+    """A connection that gives its pool slot back exactly once: when released to the
+    pool, when closed by the proxy, or when the backend closes it, whichever comes first."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, gate: ConnectionGate) -> None:
+        self._gate = gate
+        self.holds_slot = False
+        super().__init__(loop)
+
+    def free_slot(self) -> None:
+        if self.holds_slot:
+            self.holds_slot = False
+            self._gate.leave()
+
+    def close(self) -> None:
+        super().close()
+        self.free_slot()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.free_slot()
+
+
 class ConnectionPool:
-    """Idle keep-alive connections to one backend, most recently used first.
+    """Idle keep-alive connections to one backend, most recently used first, and the cap
+    on the connections in use.
 
     Connections idle for longer than ``idle_seconds`` are dropped on the way out
     rather than risk racing the backend's own keep-alive close (uvicorn and
@@ -57,6 +133,7 @@ class ConnectionPool:
         connect_timeout: float,
         max_idle: int = 512,
         idle_seconds: float = 4.0,
+        max_connections: int = 1024,
         tls: TlsClient | None = None,
     ) -> None:
         self.host = host
@@ -65,36 +142,63 @@ class ConnectionPool:
         self.max_idle = max_idle
         self.idle_seconds = idle_seconds
         self.tls = tls
-        self._idle: list[UpstreamConnection] = []
+        self._gate = ConnectionGate(max_connections)
+        self._idle: list[PooledConnection] = []
         self._closed = False
         self.opened = 0
 
     async def acquire(
         self, connect_timeout: float | None = None
     ) -> tuple[UpstreamConnection, bool]:
-        """A ready connection and whether it was reused from the pool."""
+        """A ready connection and whether it was reused from the pool.
+
+        At ``max_connections`` this waits for a connection to come free, up to the
+        connect timeout (then ``UpstreamOverloaded``); connecting has its own.
+        """
+        limit = self.connect_timeout if connect_timeout is None else connect_timeout
+        gate = self._gate
+        if not gate.try_enter():
+            try:
+                async with asyncio.timeout(limit):
+                    await gate.wait()
+            except TimeoutError:
+                raise UpstreamOverloaded(
+                    f"all {gate.limit} connections to {self.host}:{self.port} are in use "
+                    f"(max_connections); none came free within {limit:g}s"
+                ) from None
+        try:
+            conn = self._take_idle()
+            reused = conn is not None
+            if conn is None:
+                conn = await self._open(limit)
+        except BaseException:
+            gate.leave()
+            raise
+        conn.holds_slot = True
+        return conn, reused
+
+    def _take_idle(self) -> PooledConnection | None:
         idle = self._idle
         now = time.monotonic()
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < self.idle_seconds:
-                return conn, True
+                return conn
             conn.close()
-        limit = self.connect_timeout if connect_timeout is None else connect_timeout
-        return await self._open(limit), False
+        return None
 
     async def connect(self, connect_timeout: float | None = None) -> UpstreamConnection:
-        """A new connection (upgrades, health checks)."""
+        """A new connection outside the pool and its cap (upgrades, health checks)."""
         limit = self.connect_timeout if connect_timeout is None else connect_timeout
         return await self._open(limit)
 
-    async def _open(self, limit: float) -> UpstreamConnection:
+    async def _open(self, limit: float) -> PooledConnection:
         loop = asyncio.get_running_loop()
-        tls = self.tls
+        gate, tls = self._gate, self.tls
         try:
             async with asyncio.timeout(limit):
                 _, protocol = await loop.create_connection(
-                    lambda: UpstreamConnection(loop),
+                    lambda: PooledConnection(loop, gate),
                     self.host,
                     self.port,
                     ssl=tls.context if tls is not None else None,
@@ -130,11 +234,13 @@ class ConnectionPool:
         return UpstreamConnectError(message)
 
     def release(self, conn: UpstreamConnection) -> None:
-        """Return a connection after a complete exchange, or close it."""
+        """Return a connection after a complete exchange, or close it; frees its slot."""
         if conn.reusable and not self._closed and len(self._idle) < self.max_idle:
+            assert isinstance(conn, PooledConnection)
             conn.headers_done = None
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
+            conn.free_slot()
         else:
             conn.close()
 
@@ -148,6 +254,16 @@ class ConnectionPool:
     @property
     def idle_count(self) -> int:
         return len(self._idle)
+
+    @property
+    def in_use(self) -> int:
+        """Connections in use or being opened (what ``max_connections`` caps)."""
+        return self._gate.in_use
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a connection to come free."""
+        return self._gate.waiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +288,7 @@ def _pool_key(name: str, backend: BackendConfig) -> tuple[object, ...]:
         backend.url,
         backend.timeouts.connect,
         backend.max_idle_connections,
+        backend.max_connections,
         backend.tls,
         _file_digests(backend.tls),
     )
@@ -222,6 +339,7 @@ class PoolRegistry:
             backend.port,
             connect_timeout=backend.timeouts.connect,
             max_idle=backend.max_idle_connections,
+            max_connections=backend.max_connections,
             tls=TlsClient.for_backend(backend),
         )
 
