@@ -25,7 +25,7 @@ from proxy.exchange.hooks import ExchangeTap, Outcome
 from proxy.exchange.relay import can_replay_body, relay_response, send_request
 from proxy.exchange.upgrade import open_tunnel
 from proxy.http.downstream import ClientConnection, IncomingRequest
-from proxy.http.errors import BodyTooLarge, StreamAborted, UpstreamError
+from proxy.http.errors import BodyTooLarge, StreamAborted, UpstreamError, UpstreamOverloaded
 from proxy.http.upstream import UpstreamConnection
 from proxy.http.wire import error_bytes
 from proxy.observe.stats import Stats
@@ -128,6 +128,14 @@ class Exchange:
         except StreamAborted as aborted:
             self._count_failure(aborted.error)
             self.status = aborted.status
+        except UpstreamOverloaded as error:  # max_connections: no health, no fallback
+            _log.warning("upstream_overloaded", backend=self.backend_name, error=str(error))
+            message = f"{self.backend_name} backend: {error}"
+            extra = self._extra_lines()
+            self.client.write(
+                error_bytes(503, "backend_overloaded", message, close=True, extra=extra)
+            )
+            self.status = 503
         except BodyTooLarge as error:
             self.client.write(error_bytes(413, "body_too_large", str(error), close=True))
             self.status = 413

@@ -52,10 +52,7 @@ async def send_request(
         if remaining <= 0:
             raise UpstreamTimeout("request_timeout passed before the backend was tried")
         connect_timeout = min(connect_timeout, remaining)
-    if fresh:
-        conn = await target.pool.connect(connect_timeout)
-    else:
-        conn, _ = await target.pool.acquire(connect_timeout)
+    conn, _ = await target.pool.acquire(connect_timeout, fresh=fresh)
     try:
         conn.begin(head, head_request=request.method == "HEAD")
         taps = exchange.taps

@@ -396,8 +396,8 @@ def test_issue_format() -> None:
         (
             BACKENDS + "flags:\n  f:\n    shadow:\n      percent: 1\n      compare:\n"
             "        normalize: [uuids]\n",
-            "c.yaml:9: flags.f.shadow.compare.normalize[0]: must be 'uuid', 'iso_timestamp' or "
-            "'unordered_lists', got 'uuids'",
+            "c.yaml:9: flags.f.shadow.compare.normalize[0]: must be 'uuid', 'iso_timestamp', "
+            "'unordered_lists', 'float_tolerance' or 'case_insensitive_keys', got 'uuids'",
         ),
         (
             BACKENDS + "flags:\n  f:\n    canary:\n      steps: [1, 5, 5]\n",
