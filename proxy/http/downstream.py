@@ -24,6 +24,7 @@ import httptools
 
 from proxy.http.errors import Rejection
 from proxy.http.flow import ChunkQueue, FlowControlledProtocol
+from proxy.http.headers import is_chunked_only
 from proxy.http.wire import error_bytes
 
 _BODY_HIGH_WATER = 256 * 1024
@@ -209,7 +210,9 @@ class ClientConnection(FlowControlledProtocol):
         headers = head.headers
         length = headers.get("content-length")
         head.content_length = int(length) if length is not None else None
-        head.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        if "transfer-encoding" in headers:
+            _check_transfer_encoding(head)
+            head.chunked = True
         head.expect_continue = headers.get("expect", "").lower() == "100-continue"
         head.upgrade = bool(parser.should_upgrade())
         if not head.has_body:
@@ -316,6 +319,21 @@ class ClientConnection(FlowControlledProtocol):
         self._idle_timer = None
         if self.transport is not None:
             self.transport.close()
+
+
+def _check_transfer_encoding(head: IncomingRequest) -> None:
+    """Only ``Transfer-Encoding: chunked``, alone and over HTTP/1.1 (RFC 9112 §6.1, §6.3).
+
+    llhttp lets some lists through (``gzip, chunked``) and flags others only after
+    the head callback ran; a request whose framing two parsers could read two ways
+    is refused here, before it is queued, so it can never reach a backend.
+    """
+    if head.version != "1.1":
+        raise Rejection(400, "bad_request", "Transfer-Encoding is not allowed in HTTP/1.0")
+    if head.content_length is not None:
+        raise Rejection(400, "bad_request", "Transfer-Encoding with Content-Length")
+    if not is_chunked_only(head.raw_headers):
+        raise Rejection(400, "bad_request", "unsupported Transfer-Encoding (only chunked)")
 
 
 class ConnectionLimits:

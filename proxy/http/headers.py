@@ -135,6 +135,23 @@ def response_header_lines(
     return b"".join(lines)
 
 
+def is_chunked_only(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True when the Transfer-Encoding lines, all of them, list exactly ``chunked``.
+
+    RFC 9112 §6.1: ``chunked`` must be the final coding and is applied once. The
+    proxy re-frames bodies and decodes no other coding, so any other list (``gzip,
+    chunked``, ``chunked, identity``, ``xchunked``, a parameter, an empty member)
+    would leave client and backend to disagree on where the body ends.
+    """
+    codings = [
+        token.strip().lower()
+        for name, value in raw_headers
+        if name.lower() == b"transfer-encoding"
+        for token in value.split(b",")
+    ]
+    return codings == [b"chunked"]
+
+
 def content_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in raw_headers:
         if name.lower() == b"content-length":
