@@ -24,7 +24,7 @@ import httptools
 
 from proxy.http.errors import Rejection
 from proxy.http.flow import ChunkQueue, FlowControlledProtocol
-from proxy.http.headers import is_chunked_only
+from proxy.http.headers import is_chunked_only, is_websocket_upgrade
 from proxy.http.wire import error_bytes
 
 _BODY_HIGH_WATER = 256 * 1024
@@ -120,6 +120,7 @@ class ClientConnection(FlowControlledProtocol):
         self.draining = False
         self.tunnel_sink: Callable[[bytes], None] | None = None
         self.tunnel_backlog = bytearray()
+        self._tunnel_requested = False
 
     # -- asyncio.Protocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -134,28 +135,45 @@ class ClientConnection(FlowControlledProtocol):
         if self.tunnel_sink is not None:
             self.tunnel_sink(data)
             return
-        if self._parser is None:
-            self.tunnel_backlog += data  # an upgrade is being negotiated
+        while data:
+            if self._parser is None:
+                self.tunnel_backlog += data  # an upgrade is being negotiated
+                return
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                data = self._after_upgrade(data[int(upgrade.args[0]) :])
+                continue
+            except httptools.HttpParserError as error:
+                # An exception raised in a callback arrives wrapped, as the cause.
+                cause = error.__cause__ or error.__context__
+                if isinstance(cause, Rejection):
+                    self._reject(cause.status, cause.code, str(cause))
+                else:
+                    self._reject(400, "bad_request", f"malformed request: {error}")
+                return
+            self._bound_head_line(len(data))
             return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            self.tunnel_backlog += data[int(upgrade.args[0]) :]
+
+    def _after_upgrade(self, rest: bytes) -> bytes:
+        """llhttp stopped after a request asking for an upgrade. A WebSocket upgrade
+        keeps the bytes after it for the tunnel; any other upgrade was refused (the
+        request goes on as plain HTTP/1.1), so parsing resumes on a fresh parser.
+        Returns the bytes still to parse."""
+        if self._tunnel_requested:
             self._parser = None  # type: ignore[assignment]
-        except httptools.HttpParserError as error:
-            # An exception raised in a callback arrives wrapped, as the cause.
-            cause = error.__cause__ or error.__context__
-            if isinstance(cause, Rejection):
-                self._reject(cause.status, cause.code, str(cause))
-            else:
-                self._reject(400, "bad_request", f"malformed request: {error}")
-        else:
-            # llhttp buffers a header line until it is whole: bound a line that never ends.
-            head = self._parsing
-            if head is not None and not head.method:
-                head.pending_bytes += len(data)
-                if head.pending_bytes > 2 * self._limits.max_head_bytes:
-                    self._reject(431, "header_too_large", "request header is too large")
+            self.tunnel_backlog += rest
+            return b""
+        self._parser = httptools.HttpRequestParser(self)
+        return rest
+
+    def _bound_head_line(self, size: int) -> None:
+        """llhttp buffers a header line until it is whole: bound a line that never ends."""
+        head = self._parsing
+        if head is not None and not head.method:
+            head.pending_bytes += size
+            if head.pending_bytes > 2 * self._limits.max_head_bytes:
+                self._reject(431, "header_too_large", "request header is too large")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -214,7 +232,8 @@ class ClientConnection(FlowControlledProtocol):
             _check_transfer_encoding(head)
             head.chunked = True
         head.expect_continue = headers.get("expect", "").lower() == "100-continue"
-        head.upgrade = bool(parser.should_upgrade())
+        if parser.should_upgrade():
+            head.upgrade = self._tunnel_requested = _accept_upgrade(head)
         if not head.has_body:
             head.body.finish()
         self._enqueue(head)
@@ -319,6 +338,18 @@ class ClientConnection(FlowControlledProtocol):
         self._idle_timer = None
         if self.transport is not None:
             self.transport.close()
+
+
+def _accept_upgrade(head: IncomingRequest) -> bool:
+    """Whether to tunnel: only a WebSocket upgrade; CONNECT is refused outright."""
+    if head.method == "CONNECT":
+        raise Rejection(400, "bad_request", "CONNECT is not supported")
+    if is_websocket_upgrade(head.raw_headers):
+        return True
+    if head.has_body:
+        # llhttp leaves the body after an upgrade head unparsed: it cannot be framed.
+        raise Rejection(400, "bad_request", "an upgrade request other than WebSocket with a body")
+    return False
 
 
 def _check_transfer_encoding(head: IncomingRequest) -> None:

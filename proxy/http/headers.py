@@ -24,7 +24,15 @@ HOP_BY_HOP = frozenset(
 # Not hop-by-hop, but the next hop recomputes them: aiohttp frames the
 # client's response itself, and we frame the upstream request ourselves.
 _REFRAMED = frozenset({b"content-length", b"transfer-encoding"})
-_REQUEST_DROP = HOP_BY_HOP | {b"expect", b"content-length", b"x-forwarded-for", b"x-forwarded-host"}
+# HTTP2-Settings belongs to an h2c upgrade, which is never forwarded (RFC 9113 §3.2.1
+# makes it a connection option; dropped even when the client forgot to name it).
+_REQUEST_DROP = HOP_BY_HOP | {
+    b"expect",
+    b"content-length",
+    b"http2-settings",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+}
 _RESPONSE_DROP = HOP_BY_HOP | _REFRAMED
 _UPGRADE_DROP = _RESPONSE_DROP - {b"connection", b"upgrade"}
 # Connection options that name no header.
@@ -133,6 +141,21 @@ def response_header_lines(
         kept = [(n, v) for n, v in raw_headers if n.lower() not in named | {b"connection"}]
         return response_header_lines(kept)
     return b"".join(lines)
+
+
+def is_websocket_upgrade(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True when the Upgrade lines, all of them, offer exactly one protocol: websocket.
+
+    Any other offer (``h2c``, ``websocket, h2c``, ``foo/1``) is ignored, as RFC 9110
+    §7.8 allows: an h2c tunnel would carry requests past the proxy's routing.
+    """
+    offers = [
+        token.strip().lower()
+        for name, value in raw_headers
+        if name.lower() == b"upgrade"
+        for token in value.split(b",")
+    ]
+    return offers == [b"websocket"]
 
 
 def is_chunked_only(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
