@@ -25,6 +25,7 @@ import httptools
 from proxy.http.errors import Rejection
 from proxy.http.flow import ChunkQueue, FlowControlledProtocol
 from proxy.http.headers import is_chunked_only, is_websocket_upgrade
+from proxy.http.paths import UnsafePath, normalize_target
 from proxy.http.wire import error_bytes
 
 _BODY_HIGH_WATER = 256 * 1024
@@ -33,7 +34,11 @@ _MAX_HEADERS = 128
 
 
 class IncomingRequest:
-    """One parsed request head; ``headers`` has lower-case names (first value wins)."""
+    """One parsed request head; ``headers`` has lower-case names (first value wins).
+
+    ``target`` is already normalised (``proxy.http.paths``): routing reads ``path``
+    from it and the backend receives it, so both see the same path.
+    """
 
     __slots__ = (
         "body",
@@ -222,7 +227,10 @@ class ClientConnection(FlowControlledProtocol):
         assert head is not None
         parser = self._parser
         head.method = parser.get_method().decode("ascii")
-        head.target = self._url.decode("latin-1")
+        try:
+            head.target = normalize_target(self._url.decode("latin-1"))
+        except UnsafePath as unsafe:
+            raise Rejection(400, "bad_request", str(unsafe)) from None
         head.version = parser.get_http_version()
         head.keep_alive = bool(parser.should_keep_alive()) and not self.draining
         headers = head.headers
