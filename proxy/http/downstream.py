@@ -24,7 +24,7 @@ import httptools
 
 from proxy.http.errors import Rejection
 from proxy.http.flow import ChunkQueue, FlowControlledProtocol
-from proxy.http.headers import is_chunked_only, is_websocket_upgrade
+from proxy.http.framing import accept_upgrade, check_transfer_encoding
 from proxy.http.paths import UnsafePath, normalize_target
 from proxy.http.wire import error_bytes
 
@@ -237,11 +237,13 @@ class ClientConnection(FlowControlledProtocol):
         length = headers.get("content-length")
         head.content_length = int(length) if length is not None else None
         if "transfer-encoding" in headers:
-            _check_transfer_encoding(head)
+            check_transfer_encoding(head.version, head.content_length, head.raw_headers)
             head.chunked = True
         head.expect_continue = headers.get("expect", "").lower() == "100-continue"
         if parser.should_upgrade():
-            head.upgrade = self._tunnel_requested = _accept_upgrade(head)
+            head.upgrade = self._tunnel_requested = accept_upgrade(
+                head.method, head.has_body, head.raw_headers
+            )
         if not head.has_body:
             head.body.finish()
         self._enqueue(head)
@@ -346,33 +348,6 @@ class ClientConnection(FlowControlledProtocol):
         self._idle_timer = None
         if self.transport is not None:
             self.transport.close()
-
-
-def _accept_upgrade(head: IncomingRequest) -> bool:
-    """Whether to tunnel: only a WebSocket upgrade; CONNECT is refused outright."""
-    if head.method == "CONNECT":
-        raise Rejection(400, "bad_request", "CONNECT is not supported")
-    if is_websocket_upgrade(head.raw_headers):
-        return True
-    if head.has_body:
-        # llhttp leaves the body after an upgrade head unparsed: it cannot be framed.
-        raise Rejection(400, "bad_request", "an upgrade request other than WebSocket with a body")
-    return False
-
-
-def _check_transfer_encoding(head: IncomingRequest) -> None:
-    """Only ``Transfer-Encoding: chunked``, alone and over HTTP/1.1 (RFC 9112 §6.1, §6.3).
-
-    llhttp lets some lists through (``gzip, chunked``) and flags others only after
-    the head callback ran; a request whose framing two parsers could read two ways
-    is refused here, before it is queued, so it can never reach a backend.
-    """
-    if head.version != "1.1":
-        raise Rejection(400, "bad_request", "Transfer-Encoding is not allowed in HTTP/1.0")
-    if head.content_length is not None:
-        raise Rejection(400, "bad_request", "Transfer-Encoding with Content-Length")
-    if not is_chunked_only(head.raw_headers):
-        raise Rejection(400, "bad_request", "unsupported Transfer-Encoding (only chunked)")
 
 
 class ConnectionLimits:

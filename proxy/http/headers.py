@@ -143,38 +143,6 @@ def response_header_lines(
     return b"".join(lines)
 
 
-def is_websocket_upgrade(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """True when the Upgrade lines, all of them, offer exactly one protocol: websocket.
-
-    Any other offer (``h2c``, ``websocket, h2c``, ``foo/1``) is ignored, as RFC 9110
-    §7.8 allows: an h2c tunnel would carry requests past the proxy's routing.
-    """
-    offers = [
-        token.strip().lower()
-        for name, value in raw_headers
-        if name.lower() == b"upgrade"
-        for token in value.split(b",")
-    ]
-    return offers == [b"websocket"]
-
-
-def is_chunked_only(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """True when the Transfer-Encoding lines, all of them, list exactly ``chunked``.
-
-    RFC 9112 §6.1: ``chunked`` must be the final coding and is applied once. The
-    proxy re-frames bodies and decodes no other coding, so any other list (``gzip,
-    chunked``, ``chunked, identity``, ``xchunked``, a parameter, an empty member)
-    would leave client and backend to disagree on where the body ends.
-    """
-    codings = [
-        token.strip().lower()
-        for name, value in raw_headers
-        if name.lower() == b"transfer-encoding"
-        for token in value.split(b",")
-    ]
-    return codings == [b"chunked"]
-
-
 def content_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in raw_headers:
         if name.lower() == b"content-length":
