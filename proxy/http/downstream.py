@@ -30,6 +30,12 @@ from proxy.http.wire import error_bytes
 
 _BODY_HIGH_WATER = 256 * 1024
 _MAX_QUEUED = 16
+# Requests parsed ahead of the one being served. Reading pauses at _MAX_QUEUED,
+# but one socket read can hold hundreds of tiny requests; past this many the
+# queued ones are answered, then 429 and close (an object per request, not bytes).
+MAX_PIPELINED = 64
+# Bytes after an upgrade head, held while the backend negotiates.
+_BACKLOG_HIGH_WATER = 256 * 1024
 _MAX_HEADERS = 128
 
 
@@ -142,7 +148,7 @@ class ClientConnection(FlowControlledProtocol):
             return
         while data:
             if self._parser is None:
-                self.tunnel_backlog += data  # an upgrade is being negotiated
+                self._hold(data)
                 return
             try:
                 self._parser.feed_data(data)
@@ -167,10 +173,21 @@ class ClientConnection(FlowControlledProtocol):
         Returns the bytes still to parse."""
         if self._tunnel_requested:
             self._parser = None  # type: ignore[assignment]
-            self.tunnel_backlog += rest
+            self._hold(rest)
             return b""
         self._parser = httptools.HttpRequestParser(self)
         return rest
+
+    def _hold(self, data: bytes) -> None:
+        """Bytes that arrive when no parser is left. After a WebSocket upgrade head they
+        wait for the tunnel, reading paused above the high-water mark (``start_tunnel``
+        resumes it); after a refused request they are dropped and reading pauses."""
+        if not self._tunnel_requested:
+            self.pause_reading()
+            return
+        self.tunnel_backlog += data
+        if len(self.tunnel_backlog) >= _BACKLOG_HIGH_WATER:
+            self.pause_reading()
 
     def _bound_head_line(self, size: int) -> None:
         """llhttp buffers a header line until it is whole: bound a line that never ends."""
@@ -195,6 +212,8 @@ class ClientConnection(FlowControlledProtocol):
 
     # -- httptools callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:
+        if len(self._queue) >= MAX_PIPELINED:
+            raise Rejection(429, "too_many_pipelined_requests", "too many pipelined requests")
         self._parsing = IncomingRequest(self)
         self._url.clear()
 
@@ -267,6 +286,20 @@ class ClientConnection(FlowControlledProtocol):
         if not self.closed:
             await self._write_flow.wait()
 
+    def start_tunnel(self, sink: Callable[[bytes], None]) -> None:
+        """Send the client's bytes to ``sink`` from now on, the held-back ones first.
+
+        Reading resumes before the backlog is flushed: if the flush fills the
+        backend's buffer, the tunnel's backpressure pauses reading again (asyncio
+        delivers new bytes only on a later loop turn, after the backlog).
+        """
+        self.tunnel_sink = sink
+        self.resume_reading()
+        if self.tunnel_backlog:
+            held = bytes(self.tunnel_backlog)
+            self.tunnel_backlog.clear()
+            sink(held)
+
     def pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:
             self._reading_paused = True
@@ -332,6 +365,7 @@ class ClientConnection(FlowControlledProtocol):
             self._parsing.body.fail(ConnectionAbortedError(message))
             self._parsing = None
         self._enqueue(Rejection(status, code, message))
+        self.pause_reading()  # nothing more is parsed from this connection
 
     def _on_idle(self) -> None:
         """Close a connection idle for ``idle_timeout``; a trickling head counts as idle.

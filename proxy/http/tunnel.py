@@ -36,11 +36,10 @@ async def splice(client: ClientConnection, conn: UpstreamConnection, idle_timeou
 
     conn.on_close = end
     _couple_backpressure(client, conn)
-    client.tunnel_sink = to_backend
-    for backlog, sink in ((conn.tunnel_backlog, to_client), (client.tunnel_backlog, to_backend)):
-        if backlog:
-            sink(bytes(backlog))
-            backlog.clear()
+    if conn.tunnel_backlog:
+        to_client(bytes(conn.tunnel_backlog))
+        conn.tunnel_backlog.clear()
+    client.start_tunnel(to_backend)  # flushes its backlog, resumes reading
     conn.tunnel_sink = to_client
     if conn.closed:
         return
