@@ -361,9 +361,12 @@ class ClientConnection(FlowControlledProtocol):
     def _reject(self, status: int, code: str, message: str) -> None:
         """Answer a request we cannot parse (after any in-flight answers), then close."""
         self._parser = None  # type: ignore[assignment]
-        if self._parsing is not None:
-            self._parsing.body.fail(ConnectionAbortedError(message))
+        head = self._parsing
+        if head is not None:
+            head.body.fail(ConnectionAbortedError(message))
             self._parsing = None
+            if self._queue and self._queue[-1] is head:
+                self._queue.pop()  # not handed to the handler yet: it never will be
         self._enqueue(Rejection(status, code, message))
         self.pause_reading()  # nothing more is parsed from this connection
 

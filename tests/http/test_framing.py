@@ -79,3 +79,29 @@ async def test_plain_chunked_request_still_goes_through(
         await conn.close()
     assert response.status == 200
     assert [(s.path_qs, s.body) for s in recorder.seen] == [("/ok", b"hello")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"zz\r\nhello\r\n0\r\n\r\n", b"5 \r\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX\r\n0\r\n\r\n"],
+    ids=["size-not-hex", "space-after-size", "data-longer-than-size"],
+)
+async def test_a_body_found_malformed_before_the_request_is_served_never_reaches_a_backend(
+    aiohttp_server: AiohttpServer, start_turnout: StartTurnout, body: bytes
+) -> None:
+    """Head and bad chunk arrive in one read: the request is still queued when the
+    parser fails, so it is dropped and the 400 answers for it."""
+    turnout, recorder = await start(aiohttp_server, start_turnout)
+    conn = await RawConnection.open(turnout.proxy_port)
+    try:
+        await conn.send(
+            b"POST /bad-chunk HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+        )
+        response = await conn.response()
+        assert response.status == 400
+        assert error_code(response) == "bad_request"
+        assert await conn.closed_by_peer()
+    finally:
+        await conn.close()
+    assert recorder.seen == []
+    await assert_still_serving(turnout, recorder)
