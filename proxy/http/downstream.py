@@ -250,7 +250,9 @@ class ClientConnection(FlowControlledProtocol):
             head.target = normalize_target(self._url.decode("latin-1"))
         except UnsafePath as unsafe:
             raise Rejection(400, "bad_request", str(unsafe)) from None
-        head.version = parser.get_http_version()
+        head.version = version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise Rejection(400, "bad_request", f"HTTP/{version} is not HTTP/1.x")
         head.keep_alive = bool(parser.should_keep_alive()) and not self.draining
         headers = head.headers
         length = headers.get("content-length")

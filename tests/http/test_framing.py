@@ -105,3 +105,19 @@ async def test_a_body_found_malformed_before_the_request_is_served_never_reaches
         await conn.close()
     assert recorder.seen == []
     await assert_still_serving(turnout, recorder)
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/3.0"])
+async def test_a_request_line_with_another_http_version_is_refused(
+    aiohttp_server: AiohttpServer, start_turnout: StartTurnout, version: bytes
+) -> None:
+    turnout, recorder = await start(aiohttp_server, start_turnout)
+    conn = await RawConnection.open(turnout.proxy_port)
+    try:
+        await conn.send(b"GET /v " + version + b"\r\nHost: test\r\n\r\n")
+        response = await conn.response()
+        assert response.status == 400
+        assert await conn.closed_by_peer()
+    finally:
+        await conn.close()
+    assert recorder.seen == []
