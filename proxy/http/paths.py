@@ -5,10 +5,11 @@ request pick its route: ``/public/../admin/x`` would match ``/public/**`` and be
 served as ``/admin/x``. So the target is normalised before matching and the
 backend receives the normalised form: the route that decided is the route that
 serves. This is what Envoy does with ``normalize_path: true`` (RFC 3986 §6.2.2),
-with these choices, documented in docs/request-safety.md:
+with these choices (docs/request-safety.md):
 
 - dot segments are removed (RFC 3986 §5.2.4), ``%2e``/``%2E`` counting as dots;
-  a path that climbs above the root is refused (Envoy: 400 too), not clamped;
+  a path that climbs above the root is refused, where RFC 3986 (and Envoy)
+  would stop at the root: a client has no reason to climb out;
 - percent-escapes of unreserved characters (``A-Z a-z 0-9 - . _ ~``) are decoded,
   so ``/%61dmin`` cannot slip past an ``/admin/**`` route; other escapes are kept,
   with upper-case hex: ``%2F`` stays an escape and never becomes a separator;
