@@ -30,7 +30,7 @@ from tests.http.hostile_corpus import CORPUS, CUT, Case
 from tests.support.backends import Recorder, recording_app
 
 DEADLINE = 5.0
-IDLE_TIMEOUT = 0.5  # the client idle timeout: a head that never ends is cut after it
+IDLE_TIMEOUT = 1.0  # the client idle timeout: a head that never ends is cut after it
 
 
 @dataclass
