@@ -24,8 +24,9 @@ from proxy.decision.table import UNMATCHED_FLAG, CompiledRoute
 from proxy.exchange.hooks import ExchangeTap, Outcome
 from proxy.exchange.relay import can_replay_body, relay_response, send_request
 from proxy.exchange.upgrade import open_tunnel
-from proxy.http.downstream import ClientConnection, IncomingRequest
+from proxy.http.downstream import ClientConnection
 from proxy.http.errors import BodyTooLarge, StreamAborted, UpstreamError, UpstreamOverloaded
+from proxy.http.request import IncomingRequest
 from proxy.http.upstream import UpstreamConnection
 from proxy.http.wire import error_bytes
 from proxy.observe.stats import Stats

@@ -24,7 +24,7 @@ from proxy.http.wire import CHUNK_END, CONTINUE, chunk, has_no_body, status_line
 
 if TYPE_CHECKING:
     from proxy.exchange.exchange import Exchange
-    from proxy.http.downstream import IncomingRequest
+    from proxy.http.request import IncomingRequest
 
 _log = structlog.get_logger("turnout.forwarding")
 

@@ -18,8 +18,9 @@ from proxy.decision.sides import LEGACY
 from proxy.decision.table import RoutingTable
 from proxy.exchange.exchange import Exchange, count_fallback
 from proxy.exchange.hooks import TapFactory
-from proxy.http.downstream import ClientConnection, ConnectionLimits, IncomingRequest
+from proxy.http.downstream import ClientConnection
 from proxy.http.pool import BackendTarget, PoolRegistry
+from proxy.http.request import ConnectionLimits, IncomingRequest
 from proxy.observe.stats import Stats
 from proxy.resilience.health import HealthRegistry
 

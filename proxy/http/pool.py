@@ -107,8 +107,8 @@ class PooledConnection(UpstreamConnection):
             self.holds_slot = False
             self._gate.leave()
 
-    def close(self) -> None:
-        super().close()
+    def close(self, *, flush: bool = False) -> None:
+        super().close(flush=flush)
         self.free_slot()
 
     def connection_lost(self, exc: Exception | None) -> None:
