@@ -46,7 +46,8 @@ def _install_test_hooks(app: FastAPI) -> None:
     ) -> Response:
         test_id = request.headers.get(TEST_ID_HEADER)
         if test_id is not None:
-            received.append({"method": request.method, "path": request.url.path, "test_id": test_id})
+            path = request.url.path
+            received.append({"method": request.method, "path": path, "test_id": test_id})
         return await call_next(request)
 
     @app.get("/_test/received", include_in_schema=False)
