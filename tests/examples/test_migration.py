@@ -17,7 +17,7 @@ import pytest
 from multidict import CIMultiDict
 
 from proxy.runtime.app import Turnout
-from tests.examples.conftest import EXAMPLE_CONFIG, StartExampleTurnout, example_config
+from tests.examples.fixtures import EXAMPLE_CONFIG, StartExampleTurnout, example_config
 from tests.examples.pair import TEST_ID_HEADER, auth, new_test_id, received
 from tests.examples.services import ServiceProcess
 

@@ -1,4 +1,8 @@
-"""Fixtures for the example migration pair (examples/), reusable by any test under tests/.
+"""Fixtures for the example migration pair (examples/), for any test under tests/.
+
+A pytest plugin registered by tests/conftest.py (``pytest_plugins``), so the
+session-scoped services start once per session whichever folder uses them,
+and only when a test asks for them.
 
 - ``legacy_fastapi`` / ``new_nestjs``: base URLs (``http://127.0.0.1:PORT``) of the two
   real services, started once per test session with their test hooks on
