@@ -154,12 +154,16 @@ class AdminClient:
     ) -> dict[str, Any]:
         document = _json_or_none(raw)
         message = _error_message(document, raw, status)
+        if _error_code(document) == "no_admin_token":  # the server's token, not ours
+            raise AdminError(f"refused: {message}", EXIT_REFUSED)
         if status in (401, 403):
             env = self._token_env
             hint = f"is {env} set?" if self._token is None else f"is {env} the right token?"
             raise AdminError(f"refused: {message} ({hint})", EXIT_REFUSED)
         if status == 404 and flag is not None:
             raise AdminError(f"unknown flag {flag}", EXIT_UNKNOWN_FLAG)
+        if status == 409:
+            raise AdminError(f"refused: {message}")
         if status >= 300:
             raise AdminError(f"{method} {path} failed with HTTP {status}: {message}")
         if not isinstance(document, dict):
@@ -172,6 +176,12 @@ def _json_or_none(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+
+
+def _error_code(document: Any) -> str | None:
+    if isinstance(document, dict) and isinstance(document.get("error"), dict):
+        return str(document["error"].get("code"))
+    return None
 
 
 def _error_message(document: Any, raw: bytes, status: int) -> str:
@@ -209,7 +219,11 @@ async def run_admin_command(
             return format_rollback_all(await client.rollback_all())
         return format_change(await client.rollback(flag), "rolled back")
     if command == "resume" and flag is not None:
-        return format_change(await client.resume(flag), "override cleared")
+        answer = await client.resume(flag)
+        if answer.get("changed") is False:
+            now = format_percent(answer.get("after"))
+            return f"{flag}: no runtime override, nothing to resume ({now})\n"
+        return format_change(answer, "override cleared")
     raise AdminError(f"unknown admin command {command!r}")
 
 
