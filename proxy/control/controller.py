@@ -59,7 +59,10 @@ class Controller:
         self._stats = stats
         self._pools = pools
         self._on_table = on_table
-        self.reloads = {"success": 1, "failure": 0}
+        # Only reloads count: the start-up load is none. The timestamp is when the config
+        # in use was loaded, so at start it is the start time (Prometheus's own
+        # `prometheus_config_last_reload_success_timestamp_seconds` does the same).
+        self.reloads = {"success": 0, "failure": 0}
         self.last_reload_success = time.time()
         self.table = self._compile(loaded)
 
