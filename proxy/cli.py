@@ -178,6 +178,10 @@ def _check(args: argparse.Namespace) -> int:
     except ConfigError as error:
         sys.stderr.write(f"{error}\n")
         return 1
+    for warning in loaded.warnings:
+        sys.stderr.write(
+            f"{warning.file}:{warning.line}: {warning.path}: warning: {warning.message}\n"
+        )
     sys.stdout.write(f"{args.config}: {summarize(loaded.config)}\n")
     return 0
 

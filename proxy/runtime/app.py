@@ -12,7 +12,7 @@ import aiohttp.http_parser
 import structlog
 from aiohttp import web
 
-from proxy.admin.api import start_admin
+from proxy.admin.api import no_token_message, start_admin
 from proxy.config.loader import ConfigError, LoadedConfig, read_config
 from proxy.control.controller import Controller
 from proxy.control.state import StateStore
@@ -39,6 +39,17 @@ def warn_if_slow_parser() -> None:
             message="aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS set, or no "
             "compiled wheel for this platform): the admin API runs on the pure-Python "
             "parser, slower and exposed to advisories that only affect it",
+        )
+
+
+def warn_at_start(loaded: LoadedConfig) -> None:
+    """Say once, at start-up, what the config asks for that will not happen."""
+    admin = loaded.config.admin
+    if not (admin.token_env and os.environ.get(admin.token_env)):
+        _log.warning("admin_token_missing", message=no_token_message(admin.token_env))
+    for warning in loaded.warnings:
+        _log.warning(
+            "config_key_not_active", key=warning.path, line=warning.line, message=warning.message
         )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from proxy.runtime.app import LoadedConfig, Turnout, warn_if_slow_parser
+from proxy.runtime.app import LoadedConfig, Turnout, warn_at_start, warn_if_slow_parser
 
 _log = structlog.get_logger("turnout")
 
@@ -64,6 +64,7 @@ async def serve_single(loaded: LoadedConfig, *, reuse_port: bool = False) -> int
     turnout = Turnout(loaded)
     await turnout.start(reuse_port=reuse_port, watch=True)
     on_reload_signal(turnout.reload)
+    warn_at_start(loaded)
     turnout.log_startup(workers=1)
     name = await wait_for_stop_signal()
     _log.info("turnout_draining", signal=name, drain_timeout=loaded.config.drain_timeout)

@@ -33,7 +33,7 @@ from proxy.control.state import RuntimeState, StateStore, decode_state, encode_s
 from proxy.control.watch import ConfigWatcher
 from proxy.http.pool import PoolRegistry
 from proxy.observe.stats import Snapshot, Stats, merge_snapshots
-from proxy.runtime.app import Turnout, warn_if_slow_parser
+from proxy.runtime.app import Turnout, warn_at_start, warn_if_slow_parser
 from proxy.runtime.serve import on_reload_signal, wait_for_stop_signal
 from proxy.runtime.surface import ControlSurface
 
@@ -228,6 +228,7 @@ async def supervise(loaded: LoadedConfig, count: int) -> int:
     config_watcher = ConfigWatcher(loaded.path, control.reload)
     await config_watcher.start()
     on_reload_signal(control.reload)
+    warn_at_start(loaded)
     _log.info(
         "turnout_started",
         config=loaded.path,

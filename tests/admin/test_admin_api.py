@@ -119,3 +119,15 @@ async def test_no_token_configured_is_not_blamed_on_the_callers_token(
     assert caught.value.exit_code == 3
     assert "right token" not in str(caught.value) and "(is " not in str(caught.value)
 
+
+async def test_status_phases_follow_what_is_active(start_turnout: StartTurnout) -> None:
+    flags = {
+        "off": {"percent": 0},
+        "shadowed": {"percent": 0, "shadow": {"percent": 10}},  # shadow is not active yet
+        "split": {"percent": 30},
+        "done": {"percent": 100},
+    }
+    routes = [{"path": "/**", "flag": "off"}]
+    turnout = await start_turnout(NOWHERE, NOWHERE, flags=flags, routes=routes)
+    phases = {name: flag["phase"] for name, flag in (await status_flags(turnout)).items()}
+    assert phases == {"off": "legacy", "shadowed": "legacy", "split": "canary", "done": "new"}

@@ -200,7 +200,7 @@ async def test_the_start_up_load_is_not_counted_as_a_reload(
     tmp_path: Path, backend_urls: tuple[str, str], turnouts: list[Turnout]
 ) -> None:
     started = time.time()
-    path, turnout = await run_config(tmp_path, config_text(backend_urls, 50), turnouts)
+    _, turnout = await run_config(tmp_path, config_text(backend_urls, 50), turnouts)
     text = await scrape(turnout.admin_port)
     assert sample(text, "turnout_config_reloads_total", result="success") == 0
     assert sample(text, "turnout_config_reloads_total", result="failure") == 0
