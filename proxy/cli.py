@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="default: info")
     serve.add_argument("--worker-socket", help=argparse.SUPPRESS)
+    serve.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
 
     check = _command(
         commands,
@@ -154,6 +155,7 @@ def _admin_parser(
 def _serve(args: argparse.Namespace) -> int:
     from proxy.log import configure_logging
     from proxy.runtime.app import read_config
+    from proxy.runtime.startup import StartupError
 
     configure_logging(args.log_level)
     try:
@@ -164,10 +166,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker_socket:
         from proxy.runtime.workers import worker_main
 
-        return worker_main(loaded, args.worker_socket)
+        return worker_main(loaded, args.worker_socket, args.worker_id)
     from proxy.runtime.serve import run_serve
 
-    return run_serve(loaded, args.workers)
+    try:
+        return run_serve(loaded, args.workers)
+    except StartupError as error:
+        sys.stderr.write(f"turnout serve: {error}\n")
+        return 1
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from proxy.http.pool import PoolRegistry
 from proxy.observe.stats import Snapshot, Stats
 from proxy.resilience.checker import HealthChecker
 from proxy.resilience.health import HealthRegistry
+from proxy.runtime.startup import ListenError, bind
 from proxy.runtime.surface import ControlSurface
 
 _log = structlog.get_logger("turnout")
@@ -100,15 +101,25 @@ class Turnout(ControlSurface):
     async def start(
         self, *, reuse_port: bool = False, admin: bool = True, watch: bool = False
     ) -> None:
+        """Listen, check health, watch the file. A listen address that cannot be bound
+        raises ``ListenError`` after what was started is stopped again."""
         config = self.loaded.config
-        await self._restart_checkers()
-        self.proxy_port = await self.service.start(
-            config.listen.host, config.listen.port, reuse_port=reuse_port
-        )
-        if admin:
-            self._admin, self.admin_port = await start_admin(
-                self, config.admin.listen.host, config.admin.listen.port
+        try:
+            self.proxy_port = await bind(
+                self.service.start(config.listen.host, config.listen.port, reuse_port=reuse_port),
+                "listen",
+                config.listen,
             )
+            if admin:
+                self._admin, self.admin_port = await bind(
+                    start_admin(self, config.admin.listen.host, config.admin.listen.port),
+                    "admin.listen",
+                    config.admin.listen,
+                )
+        except ListenError:
+            await self.stop()
+            raise
+        await self._restart_checkers()
         if watch:
             self._watcher = ConfigWatcher(self.loaded.path, self._reload_quietly)
             await self._watcher.start()

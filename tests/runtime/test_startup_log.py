@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import yaml
@@ -91,3 +92,16 @@ async def test_start_up_says_once_that_runtime_changes_and_some_keys_are_off(
     assert inactive == {"flags.main.shadow", "flags.main.canary", "discrepancy_log"}
     assert len(log.events("config_key_not_active")) == 3
     assert started["workers"] == int(workers)
+
+
+async def test_worker_log_lines_carry_the_worker_id(tmp_path: Path, serve: Any) -> None:
+    config, port = config_with(tmp_path, access_log=True)
+    log = await serve(config, "--workers", "2")
+    await log.until("turnout_started")
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(f"http://127.0.0.1:{port}/x") as response:
+            assert response.status == 502  # no backend at port 9: still an access line
+    access = await log.until("access")
+    assert access["worker"] in (0, 1)
+    assert "worker" not in log.events("turnout_started")[0]  # the supervisor is no worker
