@@ -22,7 +22,7 @@ from pytest_aiohttp.plugin import AiohttpServer
 from proxy.config.loader import read_config
 from proxy.observe.stats import Snapshot
 from proxy.runtime.supervisor import SupervisorControl
-from proxy.runtime.workers import WorkerSet
+from proxy.runtime.workers import CrashWindow, WorkerSet
 from tests.runtime.test_serve_process import write_config
 
 SCRAPE_TIMEOUT = 0.5  # a stopped worker misses a scrape after this long
@@ -112,3 +112,10 @@ async def test_a_restarted_workers_counts_stay_in_the_total(
         assert requests_in(await control.snapshot()) > before
     finally:
         watcher.cancel()
+
+
+def test_the_crash_window_counts_only_exits_close_together() -> None:
+    window = CrashWindow(limit=3, seconds=30)
+    assert [window.exited(t) for t in (0, 20, 40, 55)] == [False, False, False, False]
+    assert window.exited(60)  # 40, 55, 60: three within 30 s
+    assert str(window) == "3 worker exits within 30 s"
