@@ -49,7 +49,7 @@ class SupervisorControl(ControlSurface):
         return self.workers.totals.total()
 
     def ready(self) -> bool:
-        return self.workers.alive()
+        return self.workers.started and self.workers.alive()
 
     async def mutate(
         self, action: str, flag: str | None, who: str, percent: float | None = None

@@ -149,6 +149,8 @@ class WorkerSet:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.totals = WorkerTotals(count)
         self.crashes = CrashWindow()
+        self.started = False
+        """Set once ``start`` saw every worker listen (from then on exits mean restarts)."""
         self.stopping = False
         self._timeout = aiohttp.ClientTimeout(total=snapshot_timeout)
 
@@ -171,6 +173,7 @@ class WorkerSet:
             if time.monotonic() > deadline:
                 raise StartupError(f"the workers did not start within {WORKER_START_SECONDS:g} s")
             await asyncio.sleep(0.05)
+        self.started = True
 
     def _start_failure(self, index: int, code: int) -> str:
         if code == EXIT_CANNOT_LISTEN:

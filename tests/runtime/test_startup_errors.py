@@ -106,13 +106,12 @@ async def test_a_crash_looping_worker_makes_the_supervisor_give_up(tmp_path: Pat
                     await asyncio.sleep(0.05)
             await asyncio.sleep(0.05)
             assert time.monotonic() < deadline, "the supervisor neither restarted nor gave up"
-        out, _ = await asyncio.wait_for(process.communicate(), timeout=EXIT_SECONDS)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=EXIT_SECONDS)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), timeout=EXIT_SECONDS)
-    assert process.returncode == 1
-    assert kills == 5
+    assert (process.returncode, kills) == (1, 5), out.decode() + err.decode()
     gave_up = [line for line in out.decode().splitlines() if "workers_crash_looping" in line]
     assert len(gave_up) == 1
     assert "5 worker exits within 30 s" in gave_up[0]
