@@ -198,7 +198,7 @@ class WorkerSet:
             for index, process in enumerate(self.processes):
                 if process.poll() is None or self.stopping:
                     continue
-                _log.error("worker_exited", index=index, code=process.returncode)
+                _log.error("worker_exited", worker=index, code=process.returncode)
                 self.totals.retire(index)
                 if self.crashes.exited(time.monotonic()):
                     return f"{self.crashes}: giving up"
