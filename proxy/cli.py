@@ -10,6 +10,13 @@ from typing import Any
 from proxy import __version__
 from proxy.config.loader import ConfigError, read_config, summarize
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_TOKEN_EPILOG = (
+    "Needs the admin token: the CLI sends $TURNOUT_ADMIN_TOKEN (or the variable named by "
+    "admin.token_env of -c FILE) as a bearer token; turnout serve must have the same token "
+    "in its environment, else runtime changes are disabled."
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -17,18 +24,45 @@ def _parser() -> argparse.ArgumentParser:
         description="A reverse proxy for moving an API from a legacy backend to a new one.",
     )
     parser.add_argument("--version", action="version", version=f"turnout {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the proxy and its admin API")
+    serve = _command(
+        commands,
+        "serve",
+        "run the proxy and its admin API",
+        "Run the proxy and its admin API until SIGTERM or SIGINT, then drain the requests "
+        "in flight (drain_timeout) and exit 0. Exits 1 when the config is invalid or a "
+        "listen address cannot be bound.",
+    )
     serve.add_argument("-c", "--config", required=True, help="the YAML config file")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (SO_REUSEPORT)")
-    serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the proxy port (SO_REUSEPORT); default 1",
+    )
+    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="default: info")
     serve.add_argument("--worker-socket", help=argparse.SUPPRESS)
+    serve.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
 
-    check = commands.add_parser("check", help="validate a config file")
+    check = _command(
+        commands,
+        "check",
+        "validate a config file",
+        "Validate a config file: exit 0 with a one-line summary, or exit 1 with every error "
+        "as FILE:LINE: key.path: message. Keys that are accepted but not active yet are "
+        "named as warnings on stderr.",
+    )
     check.add_argument("-c", "--config", required=True, help="the YAML config file")
 
-    demo = commands.add_parser("demo", help="sample backends, the proxy and live traffic")
+    demo = _command(
+        commands,
+        "demo",
+        "sample backends, the proxy and live traffic",
+        "Start two sample backends (legacy and new), the proxy in front of them and a "
+        "traffic generator, and print a live summary.",
+    )
     demo.add_argument(
         "--duration", type=float, default=None, help="seconds (default: until Ctrl-C)"
     )
@@ -46,17 +80,60 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(commands: Any, name: str, help_: str, description: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_, description=description)
+    return parser
+
+
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return count
+
+
 def _add_admin_commands(commands: Any) -> None:
     """`status`, `set`, `rollback`, `resume`: runtime control through the admin API."""
-    _admin_parser(commands, "status", "the table of flags, traffic and errors")
-    set_ = _admin_parser(commands, "set", "set a flag's percent at runtime (until resume)")
+    _admin_parser(
+        commands,
+        "status",
+        "the table of flags, traffic and errors",
+        "Show every flag of a running turnout serve: phase, percent (with any runtime "
+        "override), requests/s, error rate and p99 per backend.",
+    )
+    set_ = _admin_parser(
+        commands,
+        "set",
+        "set a flag's percent at runtime (until resume)",
+        "Override a flag's percent at runtime: it beats the config file's percent, across "
+        "reloads and restarts, until `turnout resume FLAG`. Refused while the flag is rolled "
+        "back (resume it first).",
+        epilog=_TOKEN_EPILOG,
+    )
     set_.add_argument("flag")
     set_.add_argument("percent", type=_percent, help="0..100, e.g. 25 or 25%%")
-    rollback = _admin_parser(commands, "rollback", "send a flag (or every flag) to legacy")
+    rollback = _admin_parser(
+        commands,
+        "rollback",
+        "send a flag (or every flag) to legacy",
+        "Send a flag (or, with --all, every flag) to legacy: 0 % until `turnout resume "
+        "FLAG`; `turnout set` is refused meanwhile.",
+        epilog=_TOKEN_EPILOG,
+    )
     which = rollback.add_mutually_exclusive_group(required=True)
     which.add_argument("flag", nargs="?")
     which.add_argument("--all", action="store_true", help="roll back every flag")
-    resume = _admin_parser(commands, "resume", "clear a flag's override: back to the file")
+    resume = _admin_parser(
+        commands,
+        "resume",
+        "clear a flag's override: back to the file",
+        "Clear a flag's runtime override (set or rollback): the flag follows the config "
+        "file's percent again. Without an override it changes nothing and says so.",
+        epilog=_TOKEN_EPILOG,
+    )
     resume.add_argument("flag")
 
 
@@ -69,8 +146,12 @@ def _percent(text: str) -> float:
         raise argparse.ArgumentTypeError(f"percent {error}") from None
 
 
-def _admin_parser(commands: Any, name: str, help_: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_)
+def _admin_parser(
+    commands: Any, name: str, help_: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_, description=description, epilog=epilog
+    )
     parser.add_argument(
         "--admin",
         metavar="URL",
@@ -84,6 +165,7 @@ def _admin_parser(commands: Any, name: str, help_: str) -> argparse.ArgumentPars
 def _serve(args: argparse.Namespace) -> int:
     from proxy.log import configure_logging
     from proxy.runtime.app import read_config
+    from proxy.runtime.startup import StartupError
 
     configure_logging(args.log_level)
     try:
@@ -94,10 +176,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker_socket:
         from proxy.runtime.workers import worker_main
 
-        return worker_main(loaded, args.worker_socket)
+        return worker_main(loaded, args.worker_socket, args.worker_id)
     from proxy.runtime.serve import run_serve
 
-    return run_serve(loaded, max(1, args.workers))
+    try:
+        return run_serve(loaded, args.workers)
+    except StartupError as error:
+        sys.stderr.write(f"turnout serve: {error}\n")
+        return 1
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -108,6 +194,10 @@ def _check(args: argparse.Namespace) -> int:
     except ConfigError as error:
         sys.stderr.write(f"{error}\n")
         return 1
+    for warning in loaded.warnings:
+        sys.stderr.write(
+            f"{warning.file}:{warning.line}: {warning.path}: warning: {warning.message}\n"
+        )
     sys.stdout.write(f"{args.config}: {summarize(loaded.config)}\n")
     return 0
 
@@ -167,6 +257,10 @@ def _diffs(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `turnout` alone: the help, as a usage error
+        parser.print_help(sys.stderr)
+        return 2
     handlers = {"serve": _serve, "check": _check, "demo": _demo, "diffs": _diffs}
     return handlers.get(args.command, _admin)(args)

@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from proxy.config.values import parse_percent
-from proxy.control.controller import UnknownFlag
+from proxy.control.controller import RolledBack, UnknownFlag
 from proxy.control.state import FlagOverride
 from proxy.decision.table import RoutingTable
 from proxy.observe.prometheus import CONTENT_TYPE, ControlState, render
@@ -65,16 +65,22 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return _json({"error": {"code": code, "message": message}}, status=status)
 
 
+def no_token_message(token_env: str | None) -> str:
+    """Why mutations are refused when no token is configured (also logged at start-up)."""
+    where = (
+        f"set {token_env} in the environment of turnout serve"
+        if token_env
+        else "admin.token_env is empty in the config"
+    )
+    return f"runtime changes are disabled: no admin token is configured ({where})"
+
+
 def _refusal(request: web.Request, control: Control) -> web.Response | None:
     """None when the request carries the configured bearer token, else the refusal."""
     token_env = control.table.config.admin.token_env
     token = os.environ.get(token_env, "") if token_env else ""
     if not token:
-        return _error(
-            403,
-            "no_admin_token",
-            f"runtime changes are disabled: set {token_env or 'admin.token_env'}",
-        )
+        return _error(403, "no_admin_token", no_token_message(token_env))
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode(), token.encode()
@@ -132,6 +138,8 @@ def _mutation_routes(app: web.Application, control: Control) -> None:
             return _json(await control.mutate(action, flag, who, percent))
         except UnknownFlag:
             return _error(404, "unknown_flag", f"no flag named {flag!r}")
+        except RolledBack as refused:
+            return _error(409, "rolled_back", str(refused))
 
     async def set_percent(request: web.Request) -> web.Response:
         return await change(request, "percent", request.match_info["name"])

@@ -13,7 +13,10 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+import yaml
+from pydantic import ValidationError
 
+from proxy.config.models import HostPort
 from proxy.config.values import check_two_decimals, is_number, parse_percent
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9901"
@@ -46,18 +49,45 @@ def admin_target(
     ``-c FILE`` (a wildcard host means "this machine"), else the default. The
     config may also rename the token variable (``admin.token_env``).
     """
-    token_env = TOKEN_ENV
+    token_env, config_url = TOKEN_ENV, None
     if config_path is not None:
-        from proxy.config.loader import ConfigError, load_config
-
-        try:
-            admin = load_config(config_path).admin
-        except ConfigError as error:
-            raise AdminError(f"cannot read admin.listen from {config_path}:\n{error}") from None
-        token_env = admin.token_env or TOKEN_ENV
-        config_url = f"http://{_loopback_for(admin.listen.host)}:{admin.listen.port}"
-    url = explicit or env.get(URL_ENV) or (config_url if config_path else DEFAULT_ADMIN_URL)
+        listen, token_env = read_admin_settings(config_path)
+        if listen is not None:
+            config_url = f"http://{_loopback_for(listen.host)}:{listen.port}"
+    url = explicit or env.get(URL_ENV) or config_url or DEFAULT_ADMIN_URL
     return url.rstrip("/"), token_env
+
+
+def read_admin_settings(config_path: str) -> tuple[HostPort | None, str]:
+    """``admin.listen`` (None when the file does not set it) and the token variable.
+
+    Read leniently: `turnout status -c FILE` is what an operator runs right after
+    breaking the file, so only these two keys are looked at, and a file that is
+    not even YAML falls back to the defaults. An unreadable file or an
+    ``admin.listen`` that is no address is an error (guessing would reach the
+    wrong server).
+    """
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise AdminError(f"cannot read admin.listen from {config_path}: {reason}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    admin = data.get("admin") if isinstance(data, dict) else None
+    admin = admin if isinstance(admin, dict) else {}
+    token_env = admin.get("token_env")
+    token_env = token_env if isinstance(token_env, str) and token_env else TOKEN_ENV
+    if admin.get("listen") is None:
+        return None, token_env
+    try:
+        return HostPort.model_validate(admin["listen"]), token_env
+    except ValidationError as error:
+        reason = error.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        raise AdminError(f"cannot read admin.listen from {config_path}: {reason}") from None
 
 
 def _loopback_for(host: str) -> str:
@@ -124,12 +154,16 @@ class AdminClient:
     ) -> dict[str, Any]:
         document = _json_or_none(raw)
         message = _error_message(document, raw, status)
+        if _error_code(document) == "no_admin_token":  # the server's token, not ours
+            raise AdminError(f"refused: {message}", EXIT_REFUSED)
         if status in (401, 403):
             env = self._token_env
             hint = f"is {env} set?" if self._token is None else f"is {env} the right token?"
             raise AdminError(f"refused: {message} ({hint})", EXIT_REFUSED)
         if status == 404 and flag is not None:
             raise AdminError(f"unknown flag {flag}", EXIT_UNKNOWN_FLAG)
+        if status == 409:
+            raise AdminError(f"refused: {message}")
         if status >= 300:
             raise AdminError(f"{method} {path} failed with HTTP {status}: {message}")
         if not isinstance(document, dict):
@@ -142,6 +176,12 @@ def _json_or_none(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+
+
+def _error_code(document: Any) -> str | None:
+    if isinstance(document, dict) and isinstance(document.get("error"), dict):
+        return str(document["error"].get("code"))
+    return None
 
 
 def _error_message(document: Any, raw: bytes, status: int) -> str:
@@ -179,7 +219,11 @@ async def run_admin_command(
             return format_rollback_all(await client.rollback_all())
         return format_change(await client.rollback(flag), "rolled back")
     if command == "resume" and flag is not None:
-        return format_change(await client.resume(flag), "override cleared")
+        answer = await client.resume(flag)
+        if answer.get("changed") is False:
+            now = format_percent(answer.get("after"))
+            return f"{flag}: no runtime override, nothing to resume ({now})\n"
+        return format_change(answer, "override cleared")
     raise AdminError(f"unknown admin command {command!r}")
 
 

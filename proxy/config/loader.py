@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from proxy.config.inactive import inactive_keys
 from proxy.config.models import Config, reference_problems
 
 # Only the safe loaders, only to compose nodes: no tag can run code.
@@ -172,8 +173,11 @@ def format_path(loc: Loc) -> str:
     return text or ROOT
 
 
-def parse_config(text: str, filename: str = "<config>") -> Config:
-    """Validate YAML ``text``; raise ``ConfigError`` listing every problem."""
+def parse_config(
+    text: str, filename: str = "<config>", lines: dict[Loc, int] | None = None
+) -> Config:
+    """Validate YAML ``text``; raise ``ConfigError`` listing every problem (``lines``, when
+    given, receives the line of every key path)."""
     source = _Source(filename)
     data = _compose(text, source)
     if data is None:
@@ -188,6 +192,8 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
             source.issue(loc, message)
     if source.issues or config is None:
         raise ConfigError(source.issues)
+    if lines is not None:
+        lines.update(source.lines)
     return config
 
 
@@ -215,6 +221,7 @@ class LoadedConfig:
     config: Config
     hash: str
     path: str
+    warnings: tuple[ConfigIssue, ...] = ()  # keys accepted but not active yet (inactive.py)
 
 
 def read_config(path: str) -> LoadedConfig:
@@ -225,7 +232,12 @@ def read_config(path: str) -> LoadedConfig:
     except (OSError, UnicodeDecodeError):
         load_config(path)  # raises the well-worded ConfigError for this file
         raise
-    return LoadedConfig(parse_config(text, path), config_hash(text), path)
+    lines: dict[Loc, int] = {}
+    config = parse_config(text, path, lines)
+    warnings = [
+        ConfigIssue(path, lines.get(at, 0), format_path(at), m) for at, m in inactive_keys(config)
+    ]
+    return LoadedConfig(config, config_hash(text), path, tuple(sorted(warnings)))
 
 
 def summarize(config: Config) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import structlog
 
@@ -30,6 +31,17 @@ class UnknownFlag(KeyError):
     """A runtime change named a flag the active config does not have."""
 
 
+class RolledBack(Exception):
+    """`set` on a rolled-back flag: a rollback holds until `resume` (SPEC §6, §7), so a
+    percent set on top of it would lift it silently; the operator resumes first."""
+
+    def __init__(self, flag: str, override: FlagOverride) -> None:
+        at = datetime.fromtimestamp(override.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        super().__init__(
+            f"{flag} was rolled back by {override.by} at {at}; `turnout resume {flag}` first"
+        )
+
+
 class Controller:
     """Owns the loaded config, the runtime state and the reload counters of a process."""
 
@@ -47,7 +59,10 @@ class Controller:
         self._stats = stats
         self._pools = pools
         self._on_table = on_table
-        self.reloads = {"success": 1, "failure": 0}
+        # Only reloads count: the start-up load is none. The timestamp is when the config
+        # in use was loaded, so at start it is the start time (Prometheus's own
+        # `prometheus_config_last_reload_success_timestamp_seconds` does the same).
+        self.reloads = {"success": 0, "failure": 0}
         self.last_reload_success = time.time()
         self.table = self._compile(loaded)
 
@@ -109,10 +124,14 @@ class Controller:
         self.apply_state(state)
         after = self.table.flags[flag].percent
         _audit.info("flag_changed", action=action, flag=flag, before=before, after=after, who=who)
-        return {"flag": flag, "action": action, "before": before, "after": after}
+        return {"flag": flag, "action": action, "before": before, "after": after, "changed": True}
 
     def set_percent(self, flag: str, percent: float, who: str) -> dict[str, object]:
+        """Raises ``RolledBack`` while a rollback holds the flag."""
         before = self._flag(flag)
+        current = self.state.overrides.get(flag)
+        if current is not None and current.reason == "rollback":
+            raise RolledBack(flag, current)
         override = FlagOverride(percent=percent, reason="set", by=who, at=time.time())
         return self._change(self.state.with_override(flag, override), "set", flag, before, who)
 
@@ -122,7 +141,12 @@ class Controller:
         return self._change(self.state.with_override(flag, override), "rollback", flag, before, who)
 
     def resume(self, flag: str, who: str) -> dict[str, object]:
+        """Back to the file's percent; without an override a no-op that says so."""
         before = self._flag(flag)
+        if flag not in self.state.overrides:
+            message = f"{flag} has no runtime override: nothing to resume"
+            return {"flag": flag, "action": "resume", "before": before, "after": before,
+                    "changed": False, "message": message}  # fmt: skip
         return self._change(self.state.without(flag), "resume", flag, before, who)
 
     def rollback_all(self, who: str) -> dict[str, object]:
@@ -150,7 +174,7 @@ def apply_mutation(
     controller: Controller, action: str, flag: str | None, who: str, percent: float | None
 ) -> dict[str, object]:
     """One admin API change: ``percent`` (with ``percent``), ``rollback`` (``flag`` None
-    = every flag) or ``resume``. Raises ``UnknownFlag``."""
+    = every flag) or ``resume``. Raises ``UnknownFlag`` and ``RolledBack``."""
     if action == "rollback" and flag is None:
         return controller.rollback_all(who)
     assert flag is not None

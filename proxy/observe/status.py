@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from proxy.config.inactive import is_active
 from proxy.control.state import FlagOverride
 from proxy.decision.flag_rule import FlagRule
 from proxy.decision.sides import BACKEND_NAMES
@@ -49,7 +50,10 @@ class RateWindow:
 
 
 def phase(percent: float, shadowing: bool, rolled_back: bool = False) -> str:
-    """The migration phase of a flag: legacy, shadow, canary, new or rolled_back."""
+    """The migration phase of a flag (SPEC §11): legacy, shadow, canary, new or rolled_back.
+
+    ``canary`` is SPEC §11's name for any percent between 0 and 100, whether or not
+    a canary block drives it; `status` shows the canary's own state beside it."""
     if rolled_back:
         return "rolled_back"
     if percent <= 0:
@@ -97,7 +101,7 @@ def flag_status(
         "name": rule.name,
         "phase": phase(
             percent,
-            rule.config.shadow is not None,
+            rule.config.shadow is not None and is_active("shadow"),
             rolled_back=override is not None and override.reason == "rollback",
         ),
         "percent": percent,

@@ -12,7 +12,7 @@ import aiohttp.http_parser
 import structlog
 from aiohttp import web
 
-from proxy.admin.api import start_admin
+from proxy.admin.api import no_token_message, start_admin
 from proxy.config.loader import ConfigError, LoadedConfig, read_config
 from proxy.control.controller import Controller
 from proxy.control.state import StateStore
@@ -22,6 +22,7 @@ from proxy.http.pool import PoolRegistry
 from proxy.observe.stats import Snapshot, Stats
 from proxy.resilience.checker import HealthChecker
 from proxy.resilience.health import HealthRegistry
+from proxy.runtime.startup import ListenError, bind
 from proxy.runtime.surface import ControlSurface
 from proxy.shadow.service import ShadowService
 
@@ -40,6 +41,17 @@ def warn_if_slow_parser() -> None:
             message="aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS set, or no "
             "compiled wheel for this platform): the admin API runs on the pure-Python "
             "parser, slower and exposed to advisories that only affect it",
+        )
+
+
+def warn_at_start(loaded: LoadedConfig) -> None:
+    """Say once, at start-up, what the config asks for that will not happen."""
+    admin = loaded.config.admin
+    if not (admin.token_env and os.environ.get(admin.token_env)):
+        _log.warning("admin_token_missing", message=no_token_message(admin.token_env))
+    for warning in loaded.warnings:
+        _log.warning(
+            "config_key_not_active", key=warning.path, line=warning.line, message=warning.message
         )
 
 
@@ -91,15 +103,25 @@ class Turnout(ControlSurface):
     async def start(
         self, *, reuse_port: bool = False, admin: bool = True, watch: bool = False
     ) -> None:
+        """Listen, check health, watch the file. A listen address that cannot be bound
+        raises ``ListenError`` after what was started is stopped again."""
         config = self.loaded.config
-        await self._restart_checkers()
-        self.proxy_port = await self.service.start(
-            config.listen.host, config.listen.port, reuse_port=reuse_port
-        )
-        if admin:
-            self._admin, self.admin_port = await start_admin(
-                self, config.admin.listen.host, config.admin.listen.port
+        try:
+            self.proxy_port = await bind(
+                self.service.start(config.listen.host, config.listen.port, reuse_port=reuse_port),
+                "listen",
+                config.listen,
             )
+            if admin:
+                self._admin, self.admin_port = await bind(
+                    start_admin(self, config.admin.listen.host, config.admin.listen.port),
+                    "admin.listen",
+                    config.admin.listen,
+                )
+        except ListenError:
+            await self.stop()
+            raise
+        await self._restart_checkers()
         if watch:
             self._watcher = ConfigWatcher(self.loaded.path, self._reload_quietly)
             await self._watcher.start()

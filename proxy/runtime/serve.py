@@ -1,8 +1,9 @@
 """`turnout serve`: run until SIGTERM/SIGINT, then drain and exit 0.
 
 With one worker everything runs in this process. With N workers a supervisor
-(this process) runs the admin listener and N worker processes that share the
-proxy port through SO_REUSEPORT (see ``proxy.runtime.workers``).
+(this process, ``proxy.runtime.supervisor``) runs the admin listener and N
+worker processes that share the proxy port through SO_REUSEPORT (see
+``proxy.runtime.workers``). A start-up failure raises ``StartupError``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from proxy.runtime.app import LoadedConfig, Turnout, warn_if_slow_parser
+from proxy.runtime.app import LoadedConfig, Turnout, warn_at_start, warn_if_slow_parser
 
 _log = structlog.get_logger("turnout")
 
@@ -27,8 +28,12 @@ def install_event_loop_policy() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def wait_for_stop_signal() -> str:
-    """Block until SIGTERM or SIGINT; returns the signal's name."""
+def stop_signal() -> asyncio.Future[str]:
+    """A future that gets the name of the first SIGTERM or SIGINT from now on.
+
+    Taken before a slow start (workers), so that a stop asked for meanwhile is
+    a clean stop once started, not the default action that kills the process
+    and orphans its children. Cancelling it gives the signals back."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[str] = loop.create_future()
 
@@ -36,13 +41,14 @@ async def wait_for_stop_signal() -> str:
         if not received.done():
             received.set_result(sig.name)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        return await received
-    finally:
+    def restore(_: asyncio.Future[str]) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    received.add_done_callback(restore)
+    return received
 
 
 def on_reload_signal(reload: Callable[[], Awaitable[object]]) -> None:
@@ -61,11 +67,17 @@ def on_reload_signal(reload: Callable[[], Awaitable[object]]) -> None:
 async def serve_single(loaded: LoadedConfig, *, reuse_port: bool = False) -> int:
     """Run one proxy process with its admin listener until a stop signal."""
     warn_if_slow_parser()
+    stopped = stop_signal()
     turnout = Turnout(loaded)
-    await turnout.start(reuse_port=reuse_port, watch=True)
+    try:
+        await turnout.start(reuse_port=reuse_port, watch=True)
+    except BaseException:
+        stopped.cancel()
+        raise
     on_reload_signal(turnout.reload)
+    warn_at_start(loaded)
     turnout.log_startup(workers=1)
-    name = await wait_for_stop_signal()
+    name = await stopped
     _log.info("turnout_draining", signal=name, drain_timeout=loaded.config.drain_timeout)
     await turnout.stop()
     _log.info("turnout_stopped")
@@ -76,6 +88,6 @@ def run_serve(loaded: LoadedConfig, workers: int) -> int:
     install_event_loop_policy()
     if workers <= 1:
         return asyncio.run(serve_single(loaded))
-    from proxy.runtime.workers import supervise
+    from proxy.runtime.supervisor import supervise
 
     return asyncio.run(supervise(loaded, workers))

@@ -2,10 +2,13 @@
 
 Each worker binds the proxy port with SO_REUSEPORT (the kernel spreads
 connections across them) and serves its counters on a private Unix socket.
-The supervisor runs the admin listener; `/metrics` and `/status` merge the
-workers' snapshots at request time, so totals are the whole server's.
-A worker that dies is restarted; its counters restart from zero, which
-Prometheus's rate() treats as a counter reset.
+The supervisor (``proxy.runtime.supervisor``) runs the admin listener and
+merges the workers' snapshots at request time, so totals are the whole
+server's; ``WorkerTotals`` keeps those totals from ever going backwards.
+
+A worker that exits is restarted, unless workers exit too often
+(``CRASH_LIMIT`` exits within ``CRASH_WINDOW_SECONDS``): then the supervisor
+gives up rather than restart forever.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 
 import aiohttp
@@ -26,26 +30,31 @@ import orjson
 import structlog
 from aiohttp import web
 
-from proxy.admin.api import start_admin
 from proxy.config.loader import LoadedConfig
-from proxy.control.controller import Controller
-from proxy.control.state import RuntimeState, StateStore, decode_state, encode_state
-from proxy.control.watch import ConfigWatcher
-from proxy.http.pool import PoolRegistry
+from proxy.control.state import RuntimeState, decode_state, encode_state
 from proxy.observe.stats import Snapshot, Stats, merge_snapshots
-from proxy.runtime.app import Turnout, warn_if_slow_parser
-from proxy.runtime.serve import on_reload_signal, wait_for_stop_signal
-from proxy.runtime.surface import ControlSurface
+from proxy.runtime.app import Turnout
+from proxy.runtime.serve import on_reload_signal, stop_signal
+from proxy.runtime.startup import ListenError, StartupError
 
 _log = structlog.get_logger("turnout.workers")
-_SNAPSHOT_TIMEOUT = 2.0
-_WORKER_START_SECONDS = 15.0
+SNAPSHOT_TIMEOUT = 2.0
+WORKER_START_SECONDS = 15.0
+CRASH_LIMIT = 5
+CRASH_WINDOW_SECONDS = 30.0
+EXIT_CANNOT_LISTEN = 3
+"""A worker's exit code when it cannot bind the proxy port (the supervisor gives up)."""
+_POLL_SECONDS = 0.5
 
 
 async def run_worker(loaded: LoadedConfig, socket_path: str) -> int:
     """A worker: the proxy on the shared port plus a snapshot endpoint on ``socket_path``."""
+    supervisor = os.getppid()
     turnout = Turnout(loaded)
-    await turnout.start(reuse_port=True, admin=False)
+    try:
+        await turnout.start(reuse_port=True, admin=False)
+    except ListenError:
+        return EXIT_CANNOT_LISTEN  # the supervisor says so, once for all workers
 
     async def snapshot(_: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(await turnout.snapshot()))
@@ -61,82 +70,167 @@ async def run_worker(loaded: LoadedConfig, socket_path: str) -> int:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.UnixSite(runner, socket_path).start()
-    await wait_for_stop_signal()
+    await _until_stopped_or_orphaned(supervisor)
     await runner.cleanup()
     await turnout.stop()
     return 0
 
 
-class WorkerSet:
-    """The supervisor's view of its worker processes."""
+async def _until_stopped_or_orphaned(supervisor: int) -> None:
+    """Until SIGTERM or SIGINT, or until the supervisor is gone: a worker nobody
+    supervises would hold the port with nobody to stop it."""
+    stopped = stop_signal()
+    while not stopped.done():
+        if os.getppid() != supervisor:
+            _log.error("supervisor_gone", message="the supervisor exited: this worker stops")
+            stopped.cancel()
+            return
+        await asyncio.wait({stopped}, timeout=_POLL_SECONDS)
 
-    def __init__(self, loaded: LoadedConfig, count: int) -> None:
+
+class WorkerTotals:
+    """The workers' counters as one total that never goes backwards.
+
+    A worker that misses a scrape (stopped, overloaded) counts with its last
+    snapshot. A worker that exits leaves its last snapshot in a retired base
+    that stays in the total, and its replacement counts from zero on top. What
+    a dead worker counted after its last scrape is lost (at most one scrape
+    interval of it), but a Prometheus counter never sees a reset.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.last: list[Snapshot | None] = [None] * count
+        self.generation = [0] * count
+        self.retired: Snapshot | None = None
+
+    def update(self, index: int, generation: int, snapshot: Snapshot) -> None:
+        """A fresh snapshot of worker ``index``, unless it came from a retired process."""
+        if generation == self.generation[index]:
+            self.last[index] = snapshot
+
+    def retire(self, index: int) -> None:
+        """Worker ``index`` exited: its last counts move into the retired base."""
+        self.generation[index] += 1
+        last, self.last[index] = self.last[index], None
+        if last is not None:
+            base = {**last, "backend_up": {}}  # a dead worker's view of health is no view
+            self.retired = base if self.retired is None else merge_snapshots([self.retired, base])
+
+    def total(self) -> Snapshot:
+        parts = [part for part in (self.retired, *self.last) if part is not None]
+        return merge_snapshots(parts) if parts else Stats().snapshot()
+
+
+class CrashWindow:
+    """Whether workers exit too often to be worth restarting (pure)."""
+
+    def __init__(self, limit: int = CRASH_LIMIT, seconds: float = CRASH_WINDOW_SECONDS) -> None:
+        self.limit, self.seconds = limit, seconds
+        self._exits: deque[float] = deque(maxlen=limit)
+
+    def exited(self, now: float) -> bool:
+        """Record one exit; True when ``limit`` exits fell within ``seconds``."""
+        self._exits.append(now)
+        return len(self._exits) == self.limit and now - self._exits[0] <= self.seconds
+
+    def __str__(self) -> str:
+        return f"{self.limit} worker exits within {self.seconds:g} s"
+
+
+class WorkerSet:
+    """The supervisor's worker processes: start, restart, scrape, push state, stop."""
+
+    def __init__(
+        self, loaded: LoadedConfig, count: int, *, snapshot_timeout: float = SNAPSHOT_TIMEOUT
+    ) -> None:
         self.loaded = loaded
         self.directory = tempfile.mkdtemp(prefix="turnout-workers-")
         self.sockets = [os.path.join(self.directory, f"worker-{i}.sock") for i in range(count)]
-        self.processes: list[subprocess.Popen[bytes]] = [self._spawn(i) for i in range(count)]
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.totals = WorkerTotals(count)
+        self.crashes = CrashWindow()
+        self.started = False
+        """Set once ``start`` saw every worker listen (from then on exits mean restarts)."""
         self.stopping = False
+        self._timeout = aiohttp.ClientTimeout(total=snapshot_timeout)
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         socket_path = self.sockets[index]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
-        command = [
-            sys.executable,
-            "-m",
-            "proxy",
-            "serve",
-            "-c",
-            self.loaded.path,
-            "--worker-socket",
-            socket_path,
-        ]
+        command = [sys.executable, "-m", "proxy", "serve", "-c", self.loaded.path]
+        command += ["--worker-socket", socket_path, "--worker-id", str(index)]
         return subprocess.Popen(command)
 
+    async def start(self) -> None:
+        """Start every worker and wait until each listens; raises ``StartupError``."""
+        self.processes = [self._spawn(i) for i in range(len(self.sockets))]
+        deadline = time.monotonic() + WORKER_START_SECONDS
+        while not self.alive():
+            for index, process in enumerate(self.processes):
+                if process.poll() is not None:
+                    raise StartupError(self._start_failure(index, process.returncode))
+            if time.monotonic() > deadline:
+                raise StartupError(f"the workers did not start within {WORKER_START_SECONDS:g} s")
+            await asyncio.sleep(0.05)
+        self.started = True
+
+    def _start_failure(self, index: int, code: int) -> str:
+        if code == EXIT_CANNOT_LISTEN:
+            return f"cannot listen on {self.loaded.config.listen} (listen): worker {index} failed"
+        return f"worker {index} exited with code {code} during start-up"
+
+    def _listening(self, index: int) -> bool:
+        return os.path.exists(self.sockets[index])  # the worker creates it when it listens
+
     def alive(self) -> bool:
-        return all(
+        return bool(self.processes) and all(
             process.poll() is None and os.path.exists(path)
             for process, path in zip(self.processes, self.sockets, strict=True)
         )
 
-    async def watch(self, current_state: Callable[[], RuntimeState]) -> None:
-        """Restart workers that exit while we are not stopping, and hand each restarted
-        one the current runtime state (without a state file it could not read it)."""
+    async def watch(self, current_state: Callable[[], RuntimeState]) -> str:
+        """Restart workers that exit and hand each new one the current runtime state
+        (without a state file it could not read it). Returns why it gave up."""
+        waiting: set[int] = set()  # restarted, not listening yet
         while not self.stopping:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(_POLL_SECONDS)
             for index, process in enumerate(self.processes):
-                if process.poll() is not None and not self.stopping:
-                    _log.error("worker_exited", index=index, code=process.returncode)
-                    self.processes[index] = self._spawn(index)
-                    await self._when_listening(index)
-                    await self.push_state(current_state(), [self.sockets[index]])
+                if process.poll() is None or self.stopping:
+                    continue
+                _log.error("worker_exited", worker=index, code=process.returncode)
+                self.totals.retire(index)
+                if self.crashes.exited(time.monotonic()):
+                    return f"{self.crashes}: giving up"
+                self.processes[index] = self._spawn(index)
+                waiting.add(index)
+            ready = {index for index in waiting if self._listening(index)}
+            if ready:
+                waiting -= ready
+                await self.push_state(current_state(), [self.sockets[i] for i in sorted(ready)])
+        return "stopping"
 
-    async def _when_listening(self, index: int) -> None:
-        """Poll for the worker's socket file: another process creates it."""
-        for _ in range(int(_WORKER_START_SECONDS / 0.05)):
-            if self._socket_ready(index):
-                return
-            await asyncio.sleep(0.05)
+    async def snapshots(self) -> list[Snapshot | None]:
+        """Each worker's counters now (None for one that did not answer in time); the
+        answers also go into ``totals``."""
+        generations = list(self.totals.generation)
+        results = await asyncio.gather(*(self._fetch(path) for path in self.sockets))
+        for index, snapshot in enumerate(results):
+            if snapshot is not None:
+                self.totals.update(index, generations[index], snapshot)
+        return results
 
-    def _socket_ready(self, index: int) -> bool:
-        return os.path.exists(self.sockets[index])
-
-    async def snapshots(self) -> list[Snapshot]:
-        async def fetch(path: str) -> Snapshot | None:
-            connector = aiohttp.UnixConnector(path=path)
-            timeout = aiohttp.ClientTimeout(total=_SNAPSHOT_TIMEOUT)
-            try:
-                async with (
-                    aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-                    session.get("http://worker/snapshot") as response,
-                ):
-                    result: Snapshot = orjson.loads(await response.read())
-                    return result
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                return None
-
-        results = await asyncio.gather(*(fetch(path) for path in self.sockets))
-        return [snapshot for snapshot in results if snapshot is not None]
+    async def _fetch(self, path: str) -> Snapshot | None:
+        connector = aiohttp.UnixConnector(path=path)
+        try:
+            async with (
+                aiohttp.ClientSession(connector=connector, timeout=self._timeout) as session,
+                session.get("http://worker/snapshot") as response,
+            ):
+                result: Snapshot = orjson.loads(await response.read())
+                return result
+        except (aiohttp.ClientError, OSError, TimeoutError, orjson.JSONDecodeError):
+            return None
 
     async def push_state(self, state: RuntimeState, sockets: list[str] | None = None) -> None:
         """Hand a runtime change to the workers (they apply it at once)."""
@@ -144,10 +238,9 @@ class WorkerSet:
 
         async def push(path: str) -> None:
             connector = aiohttp.UnixConnector(path=path)
-            timeout = aiohttp.ClientTimeout(total=_SNAPSHOT_TIMEOUT)
             try:
                 async with (
-                    aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                    aiohttp.ClientSession(connector=connector, timeout=self._timeout) as session,
                     session.post("http://worker/state", data=body) as response,
                 ):
                     response.raise_for_status()
@@ -163,9 +256,7 @@ class WorkerSet:
 
     async def stop(self, grace: float) -> None:
         self.stopping = True
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        self.signal_all(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for process in self.processes:
             remaining = max(0.1, deadline - time.monotonic())
@@ -177,78 +268,11 @@ class WorkerSet:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class SupervisorControl(ControlSurface):
-    """The admin API's data source and live control when the proxy runs in workers.
-
-    The supervisor keeps its own Controller (config, runtime state, state file);
-    workers get runtime changes pushed over their sockets and reload on SIGHUP.
-    """
-
-    def __init__(self, loaded: LoadedConfig, workers: WorkerSet) -> None:
-        super().__init__(
-            Controller(loaded, StateStore(loaded.config.state_file), Stats(), PoolRegistry())
-        )
-        self.workers = workers
-
-    async def snapshot(self) -> Snapshot:
-        snapshots = await self.workers.snapshots()
-        if not snapshots:
-            return Stats().snapshot()
-        return merge_snapshots(snapshots)
-
-    def ready(self) -> bool:
-        return self.workers.alive()
-
-    async def mutate(
-        self, action: str, flag: str | None, who: str, percent: float | None = None
-    ) -> dict[str, object]:
-        result = await super().mutate(action, flag, who, percent)
-        await self.workers.push_state(self.controller.state)
-        return result
-
-    async def reload(self) -> None:
-        """Validate here first; only a valid config is reloaded by the workers."""
-        if self.controller.reload():
-            self.workers.signal_all(signal.SIGHUP)
-
-
-async def supervise(loaded: LoadedConfig, count: int) -> int:
-    warn_if_slow_parser()
-    config = loaded.config
-    if config.listen.port == 0:
-        _log.error("workers_need_fixed_port", message="--workers > 1 needs a fixed listen port")
-        return 1
-    StateStore(config.state_file).load()  # a corrupt file is set aside once, here
-    workers = WorkerSet(loaded, count)
-    control = SupervisorControl(loaded, workers)
-    admin, admin_port = await start_admin(
-        control, config.admin.listen.host, config.admin.listen.port
-    )
-    watcher = asyncio.create_task(workers.watch(lambda: control.controller.state))
-    config_watcher = ConfigWatcher(loaded.path, control.reload)
-    await config_watcher.start()
-    on_reload_signal(control.reload)
-    _log.info(
-        "turnout_started",
-        config=loaded.path,
-        workers=count,
-        pid=os.getpid(),
-        listen=str(config.listen),
-        admin=f"{config.admin.listen.host}:{admin_port}",
-    )
-    name = await wait_for_stop_signal()
-    _log.info("turnout_draining", signal=name, drain_timeout=config.drain_timeout)
-    workers.stopping = True
-    watcher.cancel()
-    await config_watcher.stop()
-    await workers.stop(grace=config.drain_timeout + 5)
-    await admin.cleanup()
-    _log.info("turnout_stopped")
-    return 0
-
-
-def worker_main(loaded: LoadedConfig, socket_path: str) -> int:
+def worker_main(loaded: LoadedConfig, socket_path: str, worker_id: int | None) -> int:
+    """A worker process: every log line it writes carries ``worker=<id>``."""
     from proxy.runtime.serve import install_event_loop_policy
 
+    if worker_id is not None:
+        structlog.contextvars.bind_contextvars(worker=worker_id)
     install_event_loop_policy()
     return asyncio.run(run_worker(loaded, socket_path))

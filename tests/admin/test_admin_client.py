@@ -344,3 +344,40 @@ def test_format_change_and_rollback_all() -> None:
     assert format_change({"flag": "a", "before": 0.5, "after": 12.25}) == "a: 0.5% -> 12.25%\n"
     assert format_rollback_all({"flags": []}) == "no flags to roll back\n"
     assert format_rollback_all({"flags": ["a"]}) == "a: rolled back\n"
+
+
+async def test_a_config_invalid_elsewhere_still_gives_the_admin_address(
+    admin: TestServer, capsys: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`status -c FILE` is what an operator runs when the file was just broken."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(
+        f"admin: {{listen: '127.0.0.1:{admin.port}', token_env: MY_TOKEN}}\n"
+        "backends: {legacy: {url: 'ftp://nope'}}\n"
+        "flags: {a: {percent: 140}}\n"
+        "bogus: 1\n"
+    )
+    monkeypatch.setenv("MY_TOKEN", TOKEN)
+    monkeypatch.delenv("TURNOUT_ADMIN_TOKEN")
+    code, out, err = await turnout(capsys, "status", "-c", str(path))
+    assert (code, err) == (0, "")
+    assert "user-api" in out
+    code, out, _ = await turnout(capsys, "set", "checkout", "50", "-c", str(path))
+    assert (code, out) == (0, "checkout: 100% -> 50%\n")
+
+
+def test_a_config_without_admin_listen_or_readable_yaml_gives_the_default(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "broken.yaml"
+    for text in ("backends: {legacy: 3}\n", "admin: {token_env: MINE}\n", "admin: [\n"):
+        path.write_text(text)
+        url, token_env = admin_target(None, str(path), {})
+        assert url == "http://127.0.0.1:9901"
+        assert token_env == ("MINE" if "MINE" in text else "TURNOUT_ADMIN_TOKEN")
+
+
+def test_an_unreadable_config_is_reported(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "missing.yaml"
+    assert main(["status", "-c", str(path)]) == 1
+    assert f"cannot read admin.listen from {path}" in capsys.readouterr().err

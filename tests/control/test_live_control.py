@@ -127,7 +127,7 @@ async def test_configmap_symlink_swap_is_picked_up_within_2s(
         while await side(turnout, session) != "new":
             assert time.monotonic() - swapped < 2.0, "the swap was not picked up within 2 s"
             await asyncio.sleep(0.05)
-    assert turnout.controller.reloads == {"success": 2, "failure": 0}
+    assert turnout.controller.reloads == {"success": 1, "failure": 0}  # the swap, once
 
 
 async def test_sighup_reloads_a_serving_process(
@@ -193,7 +193,23 @@ async def test_100_reloads_valid_and_invalid_under_traffic_fail_no_request(
     assert set(outcomes) == {200}
     text = await scrape(turnout.admin_port)
     assert sample(text, "turnout_config_reloads_total", result="failure") == 50
-    assert sample(text, "turnout_config_reloads_total", result="success") == 51
+    assert sample(text, "turnout_config_reloads_total", result="success") == 50
+
+
+async def test_the_start_up_load_is_not_counted_as_a_reload(
+    tmp_path: Path, backend_urls: tuple[str, str], turnouts: list[Turnout]
+) -> None:
+    started = time.time()
+    _, turnout = await run_config(tmp_path, config_text(backend_urls, 50), turnouts)
+    text = await scrape(turnout.admin_port)
+    assert sample(text, "turnout_config_reloads_total", result="success") == 0
+    assert sample(text, "turnout_config_reloads_total", result="failure") == 0
+    # The config in use was loaded successfully at start: the timestamp says when.
+    loaded_at = sample(text, "turnout_config_last_reload_success_timestamp_seconds")
+    assert loaded_at is not None and started - 1 <= loaded_at <= time.time() + 1
+    assert await turnout.reload()
+    text = await scrape(turnout.admin_port)
+    assert sample(text, "turnout_config_reloads_total", result="success") == 1
 
 
 async def test_mutations_need_the_token_and_gets_change_nothing(
