@@ -77,7 +77,9 @@ def compare(legacy: Observed, new: Observed, rules: CompareRules) -> list[FieldD
             ours, theirs = _media_type(ours), _media_type(theirs)
         if ours != theirs and not rules.diff.ignored(path):
             diffs.append(FieldDiff(path, ours, theirs))
-    if same_status:  # bodies of different statuses are not worth a field-by-field diff
+    if legacy.status == new.status:
+        # Bodies of different statuses, even ones declared equal (FastAPI's 422 and
+        # NestJS's 400), are each framework's own error wording: not diffed.
         diffs.extend(_compare_bodies(legacy, new, rules))
     return diffs
 

@@ -52,7 +52,9 @@ def test_the_example_config_validates_with_one_flag_per_tier() -> None:
     assert config.sticky[0].kind == "jwt_claim" and config.sticky[0].claim == "sub"
     for flag in config.flags.values():
         assert flag.fallback is not None and 404 in flag.fallback.on
-    assert "# shadow:" in EXAMPLE_CONFIG.read_text() and "# canary:" in EXAMPLE_CONFIG.read_text()
+    assert config.flags["user-api"].shadow is not None  # reads compared on the user tier
+    assert config.flags["account-api"].shadow is not None  # writes mirrored too (in-memory)
+    assert "# canary:" in EXAMPLE_CONFIG.read_text()  # ready to switch on
 
 
 async def test_users_stick_to_one_side_by_jwt_sub_and_split_about_half(
@@ -102,7 +104,9 @@ async def test_writes_reach_exactly_the_routed_side_once(
     legacy_fastapi: str,
     new_nestjs: str,
 ) -> None:
-    turnout = await start_example_turnout(**{"account-api": {"percent": 50}})
+    # The example config mirrors the account tier's writes (shadow); this test is
+    # about routing alone, so it switches the shadow off.
+    turnout = await start_example_turnout(**{"account-api": {"percent": 50, "shadow": None}})
     bases = {"legacy": legacy_fastapi, "new": new_nestjs}
     order = {"items": [{"product_id": "p-002", "quantity": 2}]}
     seen_sides = set()
@@ -148,7 +152,9 @@ async def test_a_get_new_lacks_falls_back_to_legacy_but_a_post_is_not_replayed(
     legacy_fastapi: str,
     new_nestjs: str,
 ) -> None:
-    turnout = await start_example_turnout()  # account-api: acme-beta targeted to new
+    # account-api: acme-beta targeted to new; its shadow (which mirrors writes to
+    # the other side) is switched off, as this test counts what reaches each side.
+    turnout = await start_example_turnout(**{"account-api": {"shadow": None}})
     headers = auth("beta-tester", "acme-beta")
     test_id = new_test_id()
     status, answer_headers, body = await send(
