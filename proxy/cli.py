@@ -9,6 +9,7 @@ from typing import Any
 
 from proxy import __version__
 from proxy.config.loader import ConfigError, summarize
+from proxy.coverage.command import add_coverage_parser, run_coverage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, help="seconds (default: until Ctrl-C)"
     )
     _add_admin_commands(commands)
+    add_coverage_parser(commands)
     return parser
 
 
@@ -134,5 +136,5 @@ def _admin(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"serve": _serve, "check": _check, "demo": _demo}
+    handlers = {"serve": _serve, "check": _check, "demo": _demo, "coverage": run_coverage}
     return handlers.get(args.command, _admin)(args)
