@@ -41,8 +41,13 @@ class SourceError(Exception):
 
 def load_document(source: str, timeout: float = FETCH_TIMEOUT_SECONDS) -> Document:
     """The operations of the OpenAPI document at ``source`` (a path or an http(s) URL)."""
-    raw = read_source(source, timeout)
-    data = parse_document(source, raw)
+    return document_from_data(source, _decode(source, read_source(source, timeout)))
+
+
+def document_from_data(source: str, data: Any) -> Document:
+    """The operations of an already-parsed document (e.g. a fetched ``/openapi.json``),
+    validated as ``load_document`` validates; ``source`` names it in errors."""
+    data = check_document(source, data)
     try:
         return read_document(source, data)
     except DocumentError as error:
@@ -98,7 +103,15 @@ _Loader.yaml_implicit_resolvers = {
 
 def parse_document(source: str, raw: bytes) -> dict[str, Any]:
     """Bytes -> a validated OpenAPI 3.x document (JSON first, else YAML)."""
-    data = _decode(source, raw)
+    return check_document(source, _decode(source, raw))
+
+
+def check_document(source: str, data: Any) -> dict[str, Any]:
+    """``data`` itself if it is a valid OpenAPI 3.x document, else a ``SourceError``."""
+    try:
+        data = _string_keys(data)
+    except RecursionError:
+        raise SourceError(source, "not an OpenAPI 3.x document: nested too deeply") from None
     if not isinstance(data, dict):
         kind = "nothing" if data is None else type(data).__name__
         raise SourceError(source, f"not an OpenAPI 3.x document: the top level is {kind}")
@@ -116,11 +129,11 @@ def parse_document(source: str, raw: bytes) -> dict[str, Any]:
 
 def _decode(source: str, raw: bytes) -> Any:
     try:
-        return _string_keys(orjson.loads(raw))
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
         pass
     try:
-        return _string_keys(yaml.load(raw, Loader=_Loader))
+        return yaml.load(raw, Loader=_Loader)
     except yaml.YAMLError as error:
         reason = " ".join(str(error).split())
         message = f"not an OpenAPI 3.x document: neither JSON nor YAML: {reason}"

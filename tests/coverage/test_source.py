@@ -4,13 +4,14 @@ or a hang. Files from tmp_path, URLs from real aiohttp servers on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from proxy.coverage.source import SourceError, load_document
+from proxy.coverage.source import SourceError, document_from_data, load_document
 from tests.coverage.conftest import CONFIG, LEGACY
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -115,3 +116,10 @@ async def test_an_endless_answer_stops_at_the_deadline(aiohttp_server: Any) -> N
             await asyncio.wait_for(asyncio.to_thread(load_document, url, 1.0), 30)
     finally:
         release.set()
+
+
+def test_an_already_parsed_document_is_validated_the_same_way() -> None:
+    data = json.loads(LEGACY.read_text())
+    assert len(document_from_data("legacy", data).operations) == 9
+    with pytest.raises(SourceError, match=r"^legacy: not an OpenAPI 3\.x document: 'info'"):
+        document_from_data("legacy", {"openapi": "3.0.3", "paths": {}})
