@@ -30,7 +30,9 @@ def add_coverage_parser(commands: Any) -> None:
         action="store_true",
         help="print draft flags and routes (YAML) for what no route covers",
     )
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="table", help="table (default), json or markdown"
+    )
     parser.add_argument(
         "--admin",
         metavar="URL",

@@ -22,6 +22,7 @@ import yaml
 from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate
 from openapi_spec_validator.exceptions import OpenAPISpecValidatorError
+from openapi_spec_validator.validation.exceptions import ValidatorDetectError
 from referencing.exceptions import Unresolvable
 
 from proxy.coverage.operations import Document, DocumentError, read_document
@@ -165,7 +166,9 @@ def _refs(value: Any) -> Iterator[Any]:
 
 def _refuse_external_refs(source: str, data: dict[str, Any]) -> None:
     for ref in _refs(data):
-        if not isinstance(ref, str) or not ref.startswith("#"):
+        if not isinstance(ref, str):
+            raise SourceError(source, f"not an OpenAPI 3.x document: $ref {ref!r} is not a string")
+        if not ref.startswith("#"):
             raise SourceError(
                 source,
                 f"not an OpenAPI 3.x document Turnout can read: $ref {ref!r} points outside "
@@ -176,6 +179,12 @@ def _refuse_external_refs(source: str, data: dict[str, Any]) -> None:
 def _validate(source: str, data: dict[str, Any]) -> None:
     try:
         validate(data)
+    except ValidatorDetectError:
+        raise SourceError(
+            source,
+            f"not an OpenAPI 3.x document: OpenAPI {data.get('openapi')} is not a version "
+            "the validator knows",
+        ) from None
     except (ValidationError, OpenAPISpecValidatorError, Unresolvable) as error:
         message = getattr(error, "message", None) or str(error)
         raise SourceError(source, f"not an OpenAPI 3.x document: {message}") from None

@@ -21,6 +21,10 @@ ODD: dict[str, tuple[bytes, str]] = {
     "swagger.yaml": (b"swagger: '2.0'\ninfo: {}\npaths: {}\n", "Swagger 2.0"),
     "config.yaml": (CONFIG.read_bytes(), "not an OpenAPI 3.x document: no 'openapi' field"),
     "version.yaml": (b"openapi: 3.0\n", "openapi: 3.0"),
+    "unknown-version.yaml": (
+        b"openapi: 3.9.9\ninfo: {title: t, version: '1'}\npaths: {}\n",
+        "OpenAPI 3.9.9 is not a version the validator knows",
+    ),
     "broken.yaml": (b"openapi: [3.0\n", "neither JSON nor YAML"),
     "no-info.json": (b'{"openapi": "3.1.0", "paths": {}}', "'info' is a required property"),
     "bad-path.yaml": (
@@ -36,6 +40,10 @@ ODD: dict[str, tuple[bytes, str]] = {
         b"openapi: 3.1.0\ninfo: {title: t, version: '1'}\n"
         b"paths:\n  /a: {$ref: '#/components/pathItems/none'}\n",
         "not an OpenAPI 3.x document",
+    ),
+    "ref-number.yaml": (
+        b"openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a: {$ref: 5}\n",
+        "$ref 5 is not a string",
     ),
     "empty.yaml": (b"", "the top level is nothing"),
     "binary.bin": (bytes(range(256)), "neither JSON nor YAML"),
