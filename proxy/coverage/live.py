@@ -5,15 +5,17 @@ files or URLs, each with the fetch deadline of ``source``) when the admin API
 starts and again after every reload (a new routing table), never by the
 proxy's data path. ``/status`` waits a moment for a load in progress and then
 shows ``{"loading": true}`` rather than hanging; a failed load is logged as a
-warning and shown as ``{"error": "..."}``, and never fails the reload. The
-flags' percents are read live at each ``/status``, so a ``set`` or
-``rollback`` shows at once.
+warning and shown as ``{"error": "..."}``, never fails the reload, and is
+tried again every 30 s (a backend serving its document may start after the
+proxy). The flags' percents are read live at each ``/status``, so a ``set``
+or ``rollback`` shows at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import structlog
@@ -25,6 +27,7 @@ from proxy.coverage.source import SourceError, load_document
 from proxy.decision.table import RoutingTable
 
 STATUS_WAIT_SECONDS = 2.0
+RETRY_SECONDS = 30.0
 
 _log = structlog.get_logger("turnout.coverage")
 
@@ -40,20 +43,37 @@ def load_map(config: Config) -> CoverageMap:
 class LiveCoverage:
     """The map for the active routing table, reloaded when the table is replaced."""
 
-    def __init__(self, wait: float = STATUS_WAIT_SECONDS) -> None:
+    def __init__(self, wait: float = STATUS_WAIT_SECONDS, retry: float = RETRY_SECONDS) -> None:
         self._wait = wait
+        self._retry = retry
         self._table: RoutingTable[Any] | None = None
         self._task: asyncio.Task[CoverageMap] | None = None
+        self._failed_at: float | None = None
 
     def refresh(self, table: RoutingTable[Any]) -> None:
-        """Start loading the documents if ``table`` is new (start-up, reload)."""
-        if table is self._table:
+        """Start loading the documents if ``table`` is new (start-up, reload), or if the
+        last load failed ``retry`` seconds ago (a backend that was not up yet)."""
+        if table is self._table and not self._retry_due():
             return
         self._table = table
         self.close()
         if table.config.coverage is not None:
             self._task = asyncio.create_task(asyncio.to_thread(load_map, table.config))
-            self._task.add_done_callback(_log_failure)
+            self._task.add_done_callback(self._finished)
+
+    def _retry_due(self) -> bool:
+        failed_at = self._failed_at
+        return failed_at is not None and time.monotonic() - failed_at >= self._retry
+
+    def _finished(self, task: asyncio.Task[CoverageMap]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self._failed_at = time.monotonic()
+            _log.warning("coverage_load_failed", error=str(error), retry_seconds=self._retry)
+            if not isinstance(error, SourceError):
+                _log.error("coverage_load_crashed", exc_info=error)
 
     @property
     def loading(self) -> bool:
@@ -76,6 +96,7 @@ class LiveCoverage:
 
     def close(self) -> None:
         """Stop waiting for a load in progress (its thread ends on its own deadline)."""
+        self._failed_at = None
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -86,13 +107,3 @@ class LiveCoverage:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-def _log_failure(task: asyncio.Task[CoverageMap]) -> None:
-    if task.cancelled():
-        return
-    error = task.exception()
-    if isinstance(error, SourceError):
-        _log.warning("coverage_load_failed", error=str(error))
-    elif error is not None:
-        _log.warning("coverage_load_failed", error=repr(error), exc_info=error)

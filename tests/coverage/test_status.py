@@ -166,3 +166,26 @@ async def test_a_reload_while_status_waits_for_the_old_load_still_answers(
     finally:
         release.set()
         await live.aclose()
+
+
+async def test_a_failed_load_is_tried_again(tmp_path: Path) -> None:
+    legacy = tmp_path / "legacy.json"  # not there yet: the backend is still starting
+    loaded = make_config(
+        *BACKENDS.values(),
+        flags=FIXTURE["flags"],
+        routes=FIXTURE["routes"],
+        coverage={"legacy_openapi": str(legacy), "new_openapi": str(NEW)},
+    )
+    table = compile_table(loaded.config, "h", Stats(), (None, None))
+    live = LiveCoverage(retry=0.2)
+    try:
+        first = await live.view(table)
+        assert first == {"error": f"{legacy}: cannot read: No such file or directory"}
+        legacy.write_bytes(LEGACY.read_bytes())
+        deadline = time.monotonic() + 10
+        while "legacy" not in (view := await live.view(table) or {}):
+            assert time.monotonic() < deadline, view
+            await asyncio.sleep(0.05)  # each view() starts a retry once one is due
+        assert view["legacy"]["operations"] == 9
+    finally:
+        await live.aclose()
