@@ -49,13 +49,16 @@ class LiveCoverage:
         self._table: RoutingTable[Any] | None = None
         self._task: asyncio.Task[CoverageMap] | None = None
         self._failed_at: float | None = None
+        self._last_error: str | None = None
+        """The failed load's error, shown while its retry runs."""
 
     def refresh(self, table: RoutingTable[Any]) -> None:
         """Start loading the documents if ``table`` is new (start-up, reload), or if the
         last load failed ``retry`` seconds ago (a backend that was not up yet)."""
         if table is self._table and not self._retry_due():
             return
-        self._table = table
+        if table is not self._table:
+            self._table, self._last_error = table, None
         self.close()
         if table.config.coverage is not None:
             self._task = asyncio.create_task(asyncio.to_thread(load_map, table.config))
@@ -69,6 +72,7 @@ class LiveCoverage:
         if task.cancelled():
             return
         error = task.exception()
+        self._last_error = None if error is None else str(error)
         if error is not None:
             self._failed_at = time.monotonic()
             _log.warning("coverage_load_failed", error=str(error), retry_seconds=self._retry)
@@ -85,9 +89,10 @@ class LiveCoverage:
         task = self._task
         if task is None:
             return None
-        await asyncio.wait({task}, timeout=self._wait)
+        if self._last_error is None:  # a retry does not hold /status: the last error shows
+            await asyncio.wait({task}, timeout=self._wait)
         if not task.done() or task.cancelled():  # cancelled: a reload replaced it meanwhile
-            return {"loading": True}
+            return {"error": self._last_error} if self._last_error else {"loading": True}
         error = task.exception()
         if error is not None:
             return {"error": str(error)}

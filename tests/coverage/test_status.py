@@ -189,3 +189,44 @@ async def test_a_failed_load_is_tried_again(tmp_path: Path) -> None:
         assert view["legacy"]["operations"] == 9
     finally:
         await live.aclose()
+
+
+async def test_a_retry_in_progress_shows_the_last_error_without_holding_status(
+    aiohttp_server: Any,
+) -> None:
+    asked = 0
+    release = asyncio.Event()
+
+    async def down_then_stalled(_: web.Request) -> web.Response:
+        nonlocal asked
+        asked += 1
+        if asked > 1:
+            await release.wait()
+        return web.Response(status=502)
+
+    app = web.Application()
+    app.router.add_get("/openapi.json", down_then_stalled)
+    server = await aiohttp_server(app)
+    url = f"http://127.0.0.1:{server.port}/openapi.json"
+    loaded = make_config(
+        *BACKENDS.values(),
+        flags=FIXTURE["flags"],
+        routes=FIXTURE["routes"],
+        coverage={"legacy_openapi": url, "new_openapi": str(NEW)},
+    )
+    table = compile_table(loaded.config, "h", Stats(), (None, None))
+    live = LiveCoverage(wait=30, retry=0.1)
+    failed = {"error": f"{url}: cannot read: HTTP 502 Bad Gateway"}
+    try:
+        assert await asyncio.wait_for(live.view(table), 10) == failed
+
+        def retry_asked() -> bool:
+            live.refresh(table)  # what the admin API's sampling loop does every second
+            return asked == 2
+
+        await wait_until(retry_asked)
+        assert live.loading
+        assert await asyncio.wait_for(live.view(table), 5) == failed
+    finally:
+        release.set()
+        await live.aclose()
