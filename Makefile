@@ -13,7 +13,7 @@ CONSTRAINTS ?= -c constraints.txt
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e '.[dev,uvloop]'
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e '.[dev,uvloop,examples]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -11,7 +11,8 @@ The lifecycle points, in order:
 
 - ``request_head_sent``: the head went to a backend (again on a fallback replay);
 - ``request_body_chunk``: a chunk of the request body went upstream;
-- ``response_head``: the answer's status and headers arrived, before relaying;
+- ``response_head``: the answer's status and raw headers arrived, before relaying
+  (again for a fallback attempt);
 - ``response_body_chunk``: a chunk of the answer went to the client;
 - ``finished``: once, at the end, with the outcome (``done``, ``failed`` or
   ``cancelled``) and the status the client saw.
@@ -34,7 +35,9 @@ class ExchangeTap(Protocol):
 
     def request_body_chunk(self, exchange: Exchange, data: bytes) -> None: ...
 
-    def response_head(self, exchange: Exchange, status: int) -> None: ...
+    def response_head(
+        self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None: ...
 
     def response_body_chunk(self, exchange: Exchange, data: bytes) -> None: ...
 

@@ -131,6 +131,16 @@ def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
     }
     for name in ("requests", "upstream_errors", "fallbacks", "shadow"):
         merged[name] = _merge_counts(row for s in snapshots for row in s[name])
+    # The shadow's per-route report (present when a process shadows): counts add up,
+    # a pattern is noise if any process found it so, the first example stands.
+    for name in ("shadow_diffs", "shadow_dropped"):
+        merged[name] = _merge_counts(row for s in snapshots for row in s.get(name, ()))
+    for name in ("shadow_noise", "shadow_examples"):
+        firsts: dict[tuple[Any, ...], list[Any]] = {}
+        for snapshot in snapshots:
+            for row in snapshot.get(name, ()):
+                firsts.setdefault(tuple(row[:3]), row)
+        merged[name] = list(firsts.values())
     for snapshot in snapshots:
         for backend, up in snapshot["backend_up"].items():
             merged["backend_up"][backend] = min(up, merged["backend_up"].get(backend, 1))

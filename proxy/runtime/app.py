@@ -23,6 +23,7 @@ from proxy.observe.stats import Snapshot, Stats
 from proxy.resilience.checker import HealthChecker
 from proxy.resilience.health import HealthRegistry
 from proxy.runtime.surface import ControlSurface
+from proxy.shadow.service import ShadowService
 
 _log = structlog.get_logger("turnout")
 
@@ -58,6 +59,7 @@ class Turnout(ControlSurface):
         self.checkers: list[HealthChecker] = []
         self.service = ProxyService(self.controller.table, self.stats, self.pools, self.health)
         self.controller.attach(self.service)
+        self.shadow = ShadowService(self.service, self.stats, loaded.config.discrepancy_log)
         self.proxy_port = 0
         self.admin_port = 0
         self._admin: web.AppRunner | None = None
@@ -70,7 +72,7 @@ class Turnout(ControlSurface):
     # -- read and changed by the admin API (the rest is in ControlSurface) ------
     async def snapshot(self) -> Snapshot:
         self.stats.backend_up = self.health.up()
-        return self.stats.snapshot()
+        return {**self.stats.snapshot(), **self.shadow.snapshot_rows()}
 
     def ready(self) -> bool:
         return self.proxy_port != 0 and any(self.health.up().values())
@@ -112,6 +114,7 @@ class Turnout(ControlSurface):
         for checker in self.checkers:
             await checker.stop()
         await self.service.stop()
+        await self.shadow.stop()  # shadows still running after the drain
 
     async def _restart_checkers(self) -> None:
         for checker in self.checkers:
