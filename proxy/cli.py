@@ -9,6 +9,7 @@ from typing import Any
 
 from proxy import __version__
 from proxy.config.loader import ConfigError, read_config, summarize
+from proxy.coverage.command import add_coverage_parser, run_coverage
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _TOKEN_EPILOG = (
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--log", help="the discrepancy log file")
     diffs.add_argument("--flag", help="only this flag")
     _add_admin_commands(commands)
+    add_coverage_parser(commands)
     return parser
 
 
@@ -262,5 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # `turnout` alone: the help, as a usage error
         parser.print_help(sys.stderr)
         return 2
-    handlers = {"serve": _serve, "check": _check, "demo": _demo, "diffs": _diffs}
+    handlers = {
+        "serve": _serve,
+        "check": _check,
+        "demo": _demo,
+        "diffs": _diffs,
+        "coverage": run_coverage,
+    }
     return handlers.get(args.command, _admin)(args)

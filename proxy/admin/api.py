@@ -23,6 +23,7 @@ from aiohttp import web
 from proxy.config.values import parse_percent
 from proxy.control.controller import RolledBack, UnknownFlag
 from proxy.control.state import FlagOverride
+from proxy.coverage.live import LiveCoverage
 from proxy.decision.table import RoutingTable
 from proxy.observe.prometheus import CONTENT_TYPE, ControlState, render
 from proxy.observe.stats import Snapshot
@@ -89,7 +90,7 @@ def _refusal(request: web.Request, control: Control) -> web.Response | None:
     return None
 
 
-def _read_routes(app: web.Application, control: Control) -> None:
+def _read_routes(app: web.Application, control: Control, coverage: LiveCoverage) -> None:
     async def metrics(_: web.Request) -> web.Response:
         body = render(await control.snapshot(), control.control_state())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -103,8 +104,13 @@ def _read_routes(app: web.Application, control: Control) -> None:
         return _json({"status": "not_ready"}, status=503)
 
     async def status(_: web.Request) -> web.Response:
+        table = control.table
         document = status_document(
-            control.table, await control.snapshot(), control.overrides(), control.rates.rates()
+            table,
+            await control.snapshot(),
+            control.overrides(),
+            control.rates.rates(),
+            await coverage.view(table),
         )
         return _json(document)
 
@@ -161,13 +167,15 @@ def _mutation_routes(app: web.Application, control: Control) -> None:
 
 def admin_app(control: Control) -> web.Application:
     app = web.Application()
-    _read_routes(app, control)
+    coverage = LiveCoverage()
+    _read_routes(app, control, coverage)
     _mutation_routes(app, control)
 
     async def sample_rates(_: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
                 control.rates.add(await control.snapshot())
+                coverage.refresh(control.table)  # start-up, and within a second of a reload
                 await asyncio.sleep(_RATE_SAMPLE_SECONDS)
 
         task = asyncio.create_task(loop())
@@ -175,6 +183,7 @@ def admin_app(control: Control) -> web.Application:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await coverage.aclose()
 
     app.cleanup_ctx.append(sample_rates)
     return app

@@ -53,6 +53,7 @@ __all__ = [
     "Canary",
     "Compare",
     "Config",
+    "CoverageConfig",
     "Fallback",
     "FlagConfig",
     "HeaderMatch",
@@ -282,6 +283,13 @@ class RouteConfig(_Model):
         return self.name if self.name is not None else self.path
 
 
+class CoverageConfig(_Model):
+    """The two OpenAPI documents (file paths or URLs) behind the coverage in ``/status``."""
+
+    legacy_openapi: str = Field(min_length=1)
+    new_openapi: str = Field(min_length=1)
+
+
 class Limits(_Model):
     max_header_bytes: PositiveSize = 16 * KIB
     """The whole request head: request line plus headers."""
@@ -344,6 +352,7 @@ class Config(_Model):
     limits: Limits = Limits()
     flags: dict[FlagName, FlagConfig] = {}
     routes: list[RouteConfig] = []
+    coverage: CoverageConfig | None = None
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Config:

@@ -12,7 +12,7 @@ from proxy.config.inactive import is_active
 from proxy.control.state import FlagOverride
 from proxy.decision.flag_rule import FlagRule
 from proxy.decision.sides import BACKEND_NAMES
-from proxy.decision.table import RoutingTable
+from proxy.decision.table import UNMATCHED_FLAG, RoutingTable
 from proxy.observe.stats import DURATION_BOUNDS, Snapshot, quantile
 from proxy.shadow.report import flag_shadow_status
 
@@ -118,15 +118,36 @@ def status_document(
     snapshot: Snapshot,
     overrides: Mapping[str, FlagOverride],
     rates: dict[tuple[str, str], float],
+    coverage: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of GET /status."""
-    return {
+    """The JSON body of GET /status.
+
+    ``coverage`` (``proxy.coverage.report.status_coverage``, or an ``error``)
+    is there when the config names the two OpenAPI documents: its ``flags``
+    part goes into each flag, the rest is the document's ``coverage``.
+    """
+    flags = [
+        flag_status(rule, snapshot, overrides.get(name), rates)
+        for name, rule in table.flags.items()
+    ]
+    document: dict[str, Any] = {
         "config_hash": table.config_hash,
-        "flags": [
-            flag_status(rule, snapshot, overrides.get(name), rates)
-            for name, rule in table.flags.items()
-        ],
+        "flags": flags,
+        "unmatched": {"requests": _unmatched_requests(snapshot)},
         "backends": {
             name: {"up": bool(snapshot["backend_up"].get(name, 1))} for name in BACKEND_NAMES
         },
     }
+    if coverage is not None:
+        per_flag = coverage.get("flags") or {}
+        for flag in flags:
+            flag["coverage"] = per_flag.get(flag["name"])
+        document["coverage"] = {key: value for key, value in coverage.items() if key != "flags"}
+    return document
+
+
+def _unmatched_requests(snapshot: Snapshot) -> int:
+    """Requests no route matched (always legacy), which no flag's numbers include."""
+    return sum(
+        count for _r, flag, _b, _m, _c, count in snapshot["requests"] if flag == UNMATCHED_FLAG
+    )
