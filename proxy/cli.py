@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_admin_commands(commands: Any) -> None:
-    """`status`, `set`, `rollback`, `resume`: runtime control through the admin API."""
+    """`status`, `set`, `rollback`, `resume`, `promote`: runtime control through the admin
+    API."""
     _admin_parser(commands, "status", "the table of flags, traffic and errors")
     set_ = _admin_parser(commands, "set", "set a flag's percent at runtime (until resume)")
     set_.add_argument("flag")
@@ -48,6 +49,10 @@ def _add_admin_commands(commands: Any) -> None:
     which.add_argument("--all", action="store_true", help="roll back every flag")
     resume = _admin_parser(commands, "resume", "clear a flag's override: back to the file")
     resume.add_argument("flag")
+    promote = _admin_parser(
+        commands, "promote", "pass a canary's confirm_promotion gate: the flag to 100%%"
+    )
+    promote.add_argument("flag")
 
 
 def _percent(text: str) -> float:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from proxy.canary.machine import CanaryRefused
 from proxy.config.values import parse_percent
 from proxy.control.controller import UnknownFlag
 from proxy.control.state import FlagOverride
@@ -47,6 +48,8 @@ class Control(Protocol):
     def ready(self) -> bool: ...
 
     def overrides(self) -> dict[str, FlagOverride]: ...
+
+    def canary_status(self) -> dict[str, dict[str, Any]]: ...
 
     async def mutate(
         self, action: str, flag: str | None, who: str, percent: float | None = None
@@ -98,7 +101,11 @@ def _read_routes(app: web.Application, control: Control) -> None:
 
     async def status(_: web.Request) -> web.Response:
         document = status_document(
-            control.table, await control.snapshot(), control.overrides(), control.rates.rates()
+            control.table,
+            await control.snapshot(),
+            control.overrides(),
+            control.rates.rates(),
+            control.canary_status(),
         )
         return _json(document)
 
@@ -132,6 +139,8 @@ def _mutation_routes(app: web.Application, control: Control) -> None:
             return _json(await control.mutate(action, flag, who, percent))
         except UnknownFlag:
             return _error(404, "unknown_flag", f"no flag named {flag!r}")
+        except CanaryRefused as refused:
+            return _error(409, "canary_refused", str(refused))
 
     async def set_percent(request: web.Request) -> web.Response:
         return await change(request, "percent", request.match_info["name"])
@@ -145,9 +154,13 @@ def _mutation_routes(app: web.Application, control: Control) -> None:
     async def rollback_all(request: web.Request) -> web.Response:
         return await change(request, "rollback", None)
 
+    async def promote(request: web.Request) -> web.Response:
+        return await change(request, "promote", request.match_info["name"])
+
     app.router.add_post("/flags/{name}/percent", set_percent)
     app.router.add_post("/flags/{name}/rollback", rollback)
     app.router.add_post("/flags/{name}/resume", resume)
+    app.router.add_post("/flags/{name}/promote", promote)
     app.router.add_post("/rollback", rollback_all)
 
 

@@ -45,3 +45,24 @@ class TapFactory(Protocol):
     """Opens a tap per request of the flags it is registered for."""
 
     def open(self, exchange: Exchange) -> ExchangeTap | None: ...
+
+
+TapRegistry = dict[str, tuple[TapFactory, ...]]
+"""``ProxyService.tap_factories``: the factories of each flag, in registration order."""
+
+
+def add_tap_factory(registry: TapRegistry, flag: str, factory: TapFactory) -> None:
+    """Register ``factory`` for ``flag`` beside the factories already there (several
+    features may serve one flag: shadow mirroring and the canary, say)."""
+    current = registry.get(flag, ())
+    if factory not in current:
+        registry[flag] = (*current, factory)
+
+
+def remove_tap_factory(registry: TapRegistry, flag: str, factory: TapFactory) -> None:
+    """Unregister ``factory`` from ``flag``; the flag's entry goes when it is the last."""
+    remaining = tuple(f for f in registry.get(flag, ()) if f is not factory)
+    if remaining:
+        registry[flag] = remaining
+    else:
+        registry.pop(flag, None)

@@ -87,6 +87,7 @@ def flag_status(
     snapshot: Snapshot,
     override: FlagOverride | None,
     rates: dict[tuple[str, str], float],
+    canary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     percent = rule.percent
     backends = _per_backend(snapshot, rule.name)
@@ -102,7 +103,7 @@ def flag_status(
         "percent": percent,
         "file_percent": rule.file_percent,
         "override": asdict(override) if override is not None else None,
-        "canary": None,
+        "canary": canary,
         "backends": backends,
     }
 
@@ -112,12 +113,14 @@ def status_document(
     snapshot: Snapshot,
     overrides: Mapping[str, FlagOverride],
     rates: dict[tuple[str, str], float],
+    canaries: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of GET /status."""
+    """The JSON body of GET /status; ``canaries``: each canary flag's progress."""
+    canaries = canaries or {}
     return {
         "config_hash": table.config_hash,
         "flags": [
-            flag_status(rule, snapshot, overrides.get(name), rates)
+            flag_status(rule, snapshot, overrides.get(name), rates, canaries.get(name))
             for name, rule in table.flags.items()
         ],
         "backends": {

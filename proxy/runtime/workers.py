@@ -219,6 +219,14 @@ async def supervise(loaded: LoadedConfig, count: int) -> int:
         _log.error("workers_need_fixed_port", message="--workers > 1 needs a fixed listen port")
         return 1
     StateStore(config.state_file).load()  # a corrupt file is set aside once, here
+    canaries = sorted(name for name, flag in config.flags.items() if flag.canary is not None)
+    if canaries:
+        _log.warning(
+            "canary_inactive_with_workers",
+            flags=canaries,
+            message="the canary runs only with one worker: these flags keep their percent "
+            "and are not judged with --workers > 1",
+        )
     workers = WorkerSet(loaded, count)
     control = SupervisorControl(loaded, workers)
     admin, admin_port = await start_admin(
