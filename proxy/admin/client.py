@@ -7,7 +7,7 @@ pure, so the table and the one-line answers are tested without a server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -283,7 +283,7 @@ def _canary_cell(canary: Any) -> str:
     return f"{state} step {step}{of}"
 
 
-def format_canaries(flags: list[Mapping[str, Any]]) -> list[str]:
+def format_canaries(flags: Sequence[Mapping[str, Any]]) -> list[str]:
     """Below the table, per canary flag: state and reason, the time to the next
     judgement, the last verdict and each check's result with its note."""
     lines: list[str] = []
@@ -322,7 +322,7 @@ def _check_line(check: Mapping[str, Any]) -> str:
         f"{key}={value:.4g}" if is_number(value) else f"{key}={value}"
         for key, value in numbers.items()
     )
-    line = f"{str(check.get('name', '?')):<20} {str(check.get('result', '?')):<8} {shown}"
+    line = f"{check.get('name', '?')!s:<20} {check.get('result', '?')!s:<8} {shown}"
     note = check.get("note")
     return f"{line}  - {note}" if note else line.rstrip()
 

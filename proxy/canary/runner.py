@@ -31,8 +31,9 @@ from proxy.canary.machine import (
     operator,
     step_percent,
 )
+from proxy.canary.tap import CanaryTap
 from proxy.canary.webhook import WebhookSender
-from proxy.canary.window import CanaryTap, ShadowNumbers
+from proxy.canary.window import ShadowNumbers
 from proxy.config.flags import Canary
 from proxy.control.controller import Controller, UnknownFlag
 from proxy.control.state import FlagOverride
@@ -67,6 +68,8 @@ class CanaryRunner:
         self._clock = clock
         self._taps: dict[str, CanaryTap] = {}
         self._due: dict[str, float] = {}
+        self.intervals: dict[str, int] = {}
+        """Intervals closed per flag, judged or not (a paused canary's are dropped)."""
         self._task: asyncio.Task[None] | None = None
         self._webhooks = WebhookSender()
 
@@ -158,6 +161,7 @@ class CanaryRunner:
     def judge(self, flag: str, canary: Canary) -> Verdict | None:
         """Take the flag's window and judge it (only a progressing canary is judged)."""
         numbers = self._taps[flag].take()
+        self.intervals[flag] = self.intervals.get(flag, 0) + 1
         shadow = self.parity(flag)
         progress = self.progress(flag)
         if progress.state != "progressing":

@@ -41,7 +41,7 @@ def test_a_healthy_interval_passes_every_check() -> None:
 def test_too_little_traffic_is_inconclusive_even_when_failing() -> None:
     verdict = judge_interval(canary(), interval(side(99, errors=99), side(2000)))
     assert verdict.result == "inconclusive"
-    assert "not enough traffic: 99 requests on new < 100" == verdict.reason
+    assert verdict.reason == "not enough traffic: 99 requests on new < 100"
     assert checks(verdict)["error_rate"] == "fail"  # shown, but it decides nothing
 
 

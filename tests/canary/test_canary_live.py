@@ -1,0 +1,263 @@
+"""The canary end to end: real backends, real traffic through a real Turnout, 1 s intervals.
+
+Every wait is a condition with a deadline; the deadlines leave room for a busy
+2-core machine (an interval is 1 s, a whole canary here takes a few).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pytest_aiohttp.plugin import AiohttpServer
+
+from proxy.admin.client import AdminClient, AdminError
+from proxy.canary.runner import CanaryRunner
+from proxy.runtime.app import Turnout
+from tests.conftest import make_config, wait_until
+from tests.support.backends import sample, scrape
+
+TOKEN = "canary-token"
+DEADLINE = 20.0  # seconds for a whole canary of a few 1 s intervals
+
+
+def backend(delay: float = 0.0, fail_every: int = 0) -> web.Application:
+    """Answers 200 after ``delay`` s; with ``fail_every=2`` every second answer is a 500."""
+    counter = itertools.count(1)
+
+    async def answer(_: web.Request) -> web.Response:
+        if delay:
+            await asyncio.sleep(delay)
+        if fail_every and next(counter) % fail_every == 0:
+            return web.json_response({"error": "boom"}, status=500)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+class Traffic:
+    """Client loops sending GETs with varied user ids until stopped; counts per backend."""
+
+    def __init__(self, port: int, loops: int = 6) -> None:
+        self.url = f"http://127.0.0.1:{port}/api/items"
+        self.loops = loops
+        self.by_backend: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Traffic:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        users = itertools.count()
+        self._tasks = [asyncio.create_task(self._loop(users)) for _ in range(self.loops)]
+        return self
+
+    async def _loop(self, users: itertools.count[int]) -> None:
+        assert self._session is not None
+        while True:
+            headers = {"x-user-id": f"user-{next(users) % 5000}"}
+            async with self._session.get(self.url, headers=headers) as response:
+                await response.read()
+                name = response.headers.get("x-turnout-backend", "?")
+                self.by_backend[name] = self.by_backend.get(name, 0) + 1
+
+    async def __aexit__(self, *_: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert self._session is not None
+        await self._session.close()
+
+
+Start = Callable[..., Awaitable[Turnout]]
+
+
+@pytest.fixture
+async def start(
+    aiohttp_server: AiohttpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[Start]:
+    """``await start(legacy_app, new_app, **canary)`` -> a running Turnout whose flag
+    ``main`` has that canary (1 s interval), with a state file and an admin token."""
+    monkeypatch.setenv("TURNOUT_CANARY_TOKEN", TOKEN)
+    started: list[Turnout] = []
+
+    async def run(legacy: web.Application, new: web.Application, **canary: Any) -> Turnout:
+        legacy_server, new_server = await aiohttp_server(legacy), await aiohttp_server(new)
+        settings = {"steps": [20, 50, 100], "interval": "1s", "min_requests": 20, **canary}
+        loaded = make_config(
+            str(legacy_server.make_url("")),
+            str(new_server.make_url("")),
+            admin={"listen": "127.0.0.1:0", "token_env": "TURNOUT_CANARY_TOKEN"},
+            state_file=str(tmp_path / "state.json"),
+            flags={"main": {"percent": 0, "canary": settings}},
+        )
+        turnout = Turnout(loaded)
+        await turnout.start()
+        started.append(turnout)
+        return turnout
+
+    yield run
+    for turnout in started:
+        await turnout.stop()
+
+
+def runner(turnout: Turnout) -> CanaryRunner:
+    assert turnout.canary is not None
+    return turnout.canary
+
+
+def state_of(turnout: Turnout) -> str:
+    return str(runner(turnout).progress("main").state)
+
+
+def percent_of(turnout: Turnout) -> float:
+    return turnout.table.flags["main"].percent
+
+
+def last_checks(turnout: Turnout) -> dict[str, str]:
+    last = runner(turnout).progress("main").last
+    assert last is not None
+    return {check["name"]: check["result"] for check in last["checks"]}
+
+
+def admin(turnout: Turnout) -> AdminClient:
+    return AdminClient(f"http://127.0.0.1:{turnout.admin_port}", TOKEN)
+
+
+async def test_a_healthy_new_walks_the_steps_to_promoted_and_the_webhook_sees_each_move(
+    aiohttp_server: AiohttpServer, start: Start
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    hook_server = await aiohttp_server(receiver)
+    turnout = await start(
+        backend(delay=0.02), backend(delay=0.02), webhook=str(hook_server.make_url("/hook"))
+    )
+    assert (state_of(turnout), percent_of(turnout)) == ("progressing", 20)
+    async with Traffic(turnout.proxy_port) as traffic:
+        await wait_until(lambda: state_of(turnout) == "promoted", timeout=DEADLINE)
+    assert percent_of(turnout) == 100
+    assert traffic.by_backend.get("new", 0) > 0 and traffic.by_backend.get("legacy", 0) > 0
+    await wait_until(lambda: len(received) == 3)
+    moves = [(e["from"], e["to"], e["percent_before"], e["percent_after"]) for e in received]
+    assert moves == [
+        ("pending", "progressing", 0, 20),
+        ("progressing", "progressing", 20, 50),
+        ("progressing", "promoted", 50, 100),
+    ]
+    assert received[2]["verdict"]["result"] == "pass"
+    assert received[2]["verdict"]["new"]["requests"] >= 20
+    metrics = await scrape(turnout.admin_port)
+    assert sample(metrics, "turnout_canary_state", flag="main", state="promoted") == 1
+    assert sample(metrics, "turnout_canary_state", flag="main", state="progressing") == 0
+    assert sample(metrics, "turnout_flag_percent", flag="main") == 100
+    passes = sample(metrics, "turnout_canary_judgements_total", flag="main", result="pass")
+    assert passes is not None and passes >= 2
+
+
+async def test_a_new_failing_half_its_requests_is_rolled_back_and_stays_so_after_a_restart(
+    start: Start,
+) -> None:
+    turnout = await start(backend(), backend(fail_every=2), failures_to_rollback=2)
+    async with Traffic(turnout.proxy_port):
+        await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
+        # within failures_to_rollback judged intervals, at the first step
+        assert state_of(turnout) == "rolled_back"
+        judged = await turnout.snapshot()
+    assert percent_of(turnout) == 0
+    assert [row[1:] for row in judged["canary_judgements"]] == [["fail", 2]]
+    progress = runner(turnout).progress("main")
+    assert progress.step == 0 and "new's error rate" in progress.reason
+    status = await admin(turnout).status()
+    flag = status["flags"][0]
+    assert (flag["phase"], flag["canary"]["state"]) == ("rolled_back", "rolled_back")
+    assert flag["canary"]["last"]["result"] == "fail"
+
+    await turnout.stop()
+    again = await start(backend(), backend(fail_every=2), failures_to_rollback=2)
+    assert (state_of(again), percent_of(again)) == ("rolled_back", 0)
+    async with Traffic(again.proxy_port) as traffic:
+        await wait_until(lambda: runner(again).intervals.get("main", 0) >= 2, timeout=DEADLINE)
+    assert (state_of(again), percent_of(again)) == ("rolled_back", 0)
+    assert traffic.by_backend.get("new", 0) == 0
+
+
+async def test_a_new_whose_p99_exceeds_the_limit_is_rolled_back(start: Start) -> None:
+    turnout = await start(backend(), backend(delay=0.15), max_p99="100ms")
+    async with Traffic(turnout.proxy_port):
+        await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
+    assert (state_of(turnout), percent_of(turnout)) == ("rolled_back", 0)
+    assert last_checks(turnout)["p99"] == "fail"
+    assert "new's p99" in runner(turnout).progress("main").reason
+
+
+async def test_a_new_30_percent_slower_under_the_absolute_limit_is_caught_by_the_relative_test(
+    start: Start,
+) -> None:
+    # 40 ms against 52 ms: far under max_p99 (800 ms), but the distributions differ.
+    turnout = await start(backend(delay=0.04), backend(delay=0.052))
+    async with Traffic(turnout.proxy_port, loops=8):
+        await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
+    assert (state_of(turnout), percent_of(turnout)) == ("rolled_back", 0)
+    checks = last_checks(turnout)
+    assert (checks["p99"], checks["error_rate"], checks["latency"]) == ("pass", "pass", "fail")
+    assert "new is slower than legacy" in runner(turnout).progress("main").reason
+
+
+async def test_too_little_traffic_stays_inconclusive_and_pauses(start: Start) -> None:
+    turnout = await start(backend(), backend(), min_requests=100_000, max_inconclusive=2)
+    async with Traffic(turnout.proxy_port, loops=2):
+        await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
+    progress = runner(turnout).progress("main")
+    assert (progress.state, progress.step, percent_of(turnout)) == ("paused", 0, 20)
+    assert progress.reason.startswith("not enough traffic")
+    snapshot = await turnout.snapshot()
+    assert {row[1] for row in snapshot["canary_judgements"]} == {"inconclusive"}
+    seen = runner(turnout).intervals["main"]
+    await wait_until(lambda: runner(turnout).intervals["main"] >= seen + 1, timeout=DEADLINE)
+    assert (state_of(turnout), percent_of(turnout)) == ("paused", 20)  # no longer judged
+
+
+async def test_confirm_promotion_holds_at_the_last_step_until_promote(start: Start) -> None:
+    turnout = await start(backend(delay=0.02), backend(delay=0.02), confirm_promotion=True)
+    with pytest.raises(AdminError, match="unknown flag nope"):
+        await admin(turnout).promote("nope")
+    async with Traffic(turnout.proxy_port):
+        await wait_until(lambda: runner(turnout).progress("main").holding, timeout=DEADLINE)
+        seen = runner(turnout).intervals["main"]
+        await wait_until(lambda: runner(turnout).intervals["main"] >= seen + 1, timeout=DEADLINE)
+        assert (state_of(turnout), percent_of(turnout)) == ("progressing", 50)
+        status = await admin(turnout).status()
+        assert status["flags"][0]["canary"]["reason"] == "waiting for turnout promote"
+        answer = await admin(turnout).promote("main")
+    assert (answer["before"], answer["after"]) == (50, 100)
+    assert (state_of(turnout), percent_of(turnout)) == ("promoted", 100)
+
+
+async def test_set_pauses_the_canary_and_resume_restarts_it_at_its_step(start: Start) -> None:
+    turnout = await start(backend(), backend())
+    client = admin(turnout)
+    await client.set_percent("main", 5)
+    assert (state_of(turnout), percent_of(turnout)) == ("paused", 5)
+    answer = await client.resume("main")
+    assert (answer["after"], state_of(turnout), percent_of(turnout)) == (20, "progressing", 20)
+    await client.rollback("main")
+    assert (state_of(turnout), percent_of(turnout)) == ("rolled_back", 0)
+    with pytest.raises(AdminError, match="rolled back"):
+        await client.promote("main")
