@@ -1,6 +1,8 @@
 """The verdict on one canary interval: new against absolute limits and against legacy.
 
-A pure function of the flag's ``canary`` config and the interval's numbers.
+A pure function of the flag's ``canary`` config and the interval's numbers
+(requests that failed over away from an ejected new are already among new's
+failed requests, see ``IntervalNumbers.add_failures``).
 Each check passes, fails or is skipped (no data for it, or not configured);
 every check keeps its numbers so that `turnout status`, the log and the
 webhook can say *why*. Fewer than ``min_requests`` on new makes the whole

@@ -68,6 +68,7 @@ class CanaryRunner:
         self._clock = clock
         self._taps: dict[str, CanaryTap] = {}
         self._due: dict[str, float] = {}
+        self._failovers_seen: dict[str, tuple[int, int]] = {}
         self.intervals: dict[str, int] = {}
         """Intervals closed per flag, judged or not (a paused canary's are dropped)."""
         self._task: asyncio.Task[None] | None = None
@@ -132,7 +133,7 @@ class CanaryRunner:
                 continue
             tap = self._taps[name] = CanaryTap()
             add_tap_factory(self._registry, name, tap)
-            self._due[name] = self._clock() + canary.interval
+            self._fresh_interval(name, canary)
             self._apply(name, canary, begin(canary, self._saved(name)))
 
     def _saved(self, flag: str) -> Progress | None:
@@ -158,9 +159,29 @@ class CanaryRunner:
             self._due[name] = now + canary.interval
             self.judge(name, canary)
 
+    def _fresh_interval(self, flag: str, canary: Canary) -> None:
+        """Start the flag's interval now, its numbers from zero."""
+        self._taps[flag].take()
+        self._failovers(flag)
+        self._due[flag] = self._clock() + canary.interval
+
+    def _failovers(self, flag: str) -> tuple[int, int]:
+        """Requests of ``flag`` that failed over away from (legacy, new) because it was
+        ejected, since the last call (from the fallback counters the exchange keeps)."""
+        fallbacks = self._stats.fallbacks
+        now = (
+            fallbacks.get((flag, "legacy", "new", "ejected"), 0),
+            fallbacks.get((flag, "new", "legacy", "ejected"), 0),
+        )
+        before = self._failovers_seen.get(flag, now)
+        self._failovers_seen[flag] = now
+        return now[0] - before[0], now[1] - before[1]
+
     def judge(self, flag: str, canary: Canary) -> Verdict | None:
         """Take the flag's window and judge it (only a progressing canary is judged)."""
         numbers = self._taps[flag].take()
+        for backend, count in enumerate(self._failovers(flag)):
+            numbers.add_failures(backend, count)
         self.intervals[flag] = self.intervals.get(flag, 0) + 1
         shadow = self.parity(flag)
         progress = self.progress(flag)
@@ -197,8 +218,7 @@ class CanaryRunner:
                 continue
             transition = operator(canary, self.progress(name), action, who)
             if action in ("resume", "promote"):
-                self._taps[name].take()  # a fresh interval for the new percent
-                self._due[name] = self._clock() + canary.interval
+                self._fresh_interval(name, canary)  # numbers of the new percent only
             self._apply(name, canary, transition)
 
     # -- applying a transition ------------------------------------------------------------

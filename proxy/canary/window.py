@@ -38,6 +38,13 @@ class IntervalNumbers:
         default_factory=lambda: (SideNumbers(), SideNumbers())
     )
 
+    def add_failures(self, backend: int, count: int) -> None:
+        """``count`` requests meant for ``backend`` that it could not take (it was
+        ejected: they failed over to the other side) count as its failed requests."""
+        side = self.sides[backend]
+        side.requests += count
+        side.errors += count
+
     @property
     def legacy(self) -> SideNumbers:
         return self.sides[0]

@@ -20,6 +20,7 @@ from pytest_aiohttp.plugin import AiohttpServer
 
 from proxy.admin.client import AdminClient, AdminError
 from proxy.canary.runner import CanaryRunner
+from proxy.cli import main
 from proxy.runtime.app import Turnout
 from tests.conftest import make_config, wait_until
 from tests.support.backends import sample, scrape
@@ -88,18 +89,28 @@ async def start(
 ) -> AsyncIterator[Start]:
     """``await start(legacy_app, new_app, **canary)`` -> a running Turnout whose flag
     ``main`` has that canary (1 s interval), with a state file and an admin token."""
-    monkeypatch.setenv("TURNOUT_CANARY_TOKEN", TOKEN)
+    monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", TOKEN)
+    monkeypatch.delenv("TURNOUT_ADMIN_URL", raising=False)
     started: list[Turnout] = []
 
-    async def run(legacy: web.Application, new: web.Application, **canary: Any) -> Turnout:
+    async def run(
+        legacy: web.Application,
+        new: web.Application,
+        flag: dict[str, Any] | None = None,
+        new_backend: dict[str, Any] | None = None,
+        **canary: Any,
+    ) -> Turnout:
         legacy_server, new_server = await aiohttp_server(legacy), await aiohttp_server(new)
         settings = {"steps": [20, 50, 100], "interval": "1s", "min_requests": 20, **canary}
+        new_url = str(new_server.make_url(""))
+        backends = {"new": {"url": new_url, **new_backend}} if new_backend else {}
         loaded = make_config(
             str(legacy_server.make_url("")),
-            str(new_server.make_url("")),
-            admin={"listen": "127.0.0.1:0", "token_env": "TURNOUT_CANARY_TOKEN"},
+            new_url,
+            backends=backends,
+            admin={"listen": "127.0.0.1:0", "token_env": "TURNOUT_ADMIN_TOKEN"},
             state_file=str(tmp_path / "state.json"),
-            flags={"main": {"percent": 0, "canary": settings}},
+            flags={"main": {"percent": 0, "canary": settings, **(flag or {})}},
         )
         turnout = Turnout(loaded)
         await turnout.start()
@@ -198,6 +209,33 @@ async def test_a_new_failing_half_its_requests_is_rolled_back_and_stays_so_after
     assert traffic.by_backend.get("new", 0) == 0
 
 
+async def test_fallbacks_from_new_are_new_errors_though_clients_see_none(start: Start) -> None:
+    turnout = await start(
+        backend(), backend(fail_every=2), flag={"fallback": {"on": [500], "budget_percent": 100}}
+    )
+    async with Traffic(turnout.proxy_port) as traffic:
+        await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
+    assert (state_of(turnout), percent_of(turnout)) == ("rolled_back", 0)
+    assert last_checks(turnout)["error_rate"] == "fail"
+    assert set(traffic.by_backend) <= {"legacy", "new"}  # every answer came from a backend
+    snapshot = await turnout.snapshot()
+    client_codes = {row[4] for row in snapshot["requests"] if row[2] == "legacy"}
+    assert client_codes == {200}
+
+
+async def test_a_new_that_is_down_and_ejected_is_rolled_back_not_paused(start: Start) -> None:
+    # After two 503s new is ejected: its share of the traffic fails over to legacy.
+    # Those requests were new's to serve: they count as its errors, so the canary
+    # sees a failing new (rolled back), not too little traffic (paused).
+    ejecting = {"outlier_detection": {"consecutive_failures": 2, "base_ejection_time": "30s"}}
+    down = backend(fail_every=1)
+    turnout = await start(backend(), down, new_backend=ejecting, max_inconclusive=2)
+    async with Traffic(turnout.proxy_port):
+        await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
+    assert (state_of(turnout), percent_of(turnout)) == ("rolled_back", 0)
+    assert "new's error rate" in runner(turnout).progress("main").reason
+
+
 async def test_a_new_whose_p99_exceeds_the_limit_is_rolled_back(start: Start) -> None:
     turnout = await start(backend(), backend(delay=0.15), max_p99="100ms")
     async with Traffic(turnout.proxy_port):
@@ -234,7 +272,19 @@ async def test_too_little_traffic_stays_inconclusive_and_pauses(start: Start) ->
     assert (state_of(turnout), percent_of(turnout)) == ("paused", 20)  # no longer judged
 
 
-async def test_confirm_promotion_holds_at_the_last_step_until_promote(start: Start) -> None:
+async def cli(capsys: pytest.CaptureFixture[str], turnout: Turnout, *argv: str) -> str:
+    """`turnout ARGV --admin URL` in a thread (it runs its own loop); its stdout (where
+    the proxy's own log lines land too, in this one process)."""
+    url = f"http://127.0.0.1:{turnout.admin_port}"
+    code = await asyncio.to_thread(main, [*argv, "--admin", url])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, ""), out
+    return out
+
+
+async def test_confirm_promotion_holds_at_the_last_step_until_promote(
+    start: Start, capsys: pytest.CaptureFixture[str]
+) -> None:
     turnout = await start(backend(delay=0.02), backend(delay=0.02), confirm_promotion=True)
     with pytest.raises(AdminError, match="unknown flag nope"):
         await admin(turnout).promote("nope")
@@ -243,10 +293,13 @@ async def test_confirm_promotion_holds_at_the_last_step_until_promote(start: Sta
         seen = runner(turnout).intervals["main"]
         await wait_until(lambda: runner(turnout).intervals["main"] >= seen + 1, timeout=DEADLINE)
         assert (state_of(turnout), percent_of(turnout)) == ("progressing", 50)
-        status = await admin(turnout).status()
-        assert status["flags"][0]["canary"]["reason"] == "waiting for turnout promote"
-        answer = await admin(turnout).promote("main")
-    assert (answer["before"], answer["after"]) == (50, 100)
+        status = await cli(capsys, turnout, "status")
+        assert "holding step 2/3" in status
+        assert "canary main: holding step 2/3 (waiting for turnout promote), next judgement in" in status
+        assert "  last verdict: pass (new " in status
+        assert "  error_rate           pass     new=0, limit=0.01, errors=0" in status
+        promoted = await cli(capsys, turnout, "promote", "main")
+    assert promoted.splitlines()[-1] == "main: 50% -> 100% (promoted)"  # after the logs
     assert (state_of(turnout), percent_of(turnout)) == ("promoted", 100)
 
 
