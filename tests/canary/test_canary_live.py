@@ -295,7 +295,8 @@ async def test_confirm_promotion_holds_at_the_last_step_until_promote(
         assert (state_of(turnout), percent_of(turnout)) == ("progressing", 50)
         status = await cli(capsys, turnout, "status")
         assert "holding step 2/3" in status
-        assert "canary main: holding step 2/3 (waiting for turnout promote), next judgement in" in status
+        head = "canary main: holding step 2/3 (waiting for turnout promote), next judgement in"
+        assert head in status
         assert "  last verdict: pass (new " in status
         assert "  error_rate           pass     new=0, limit=0.01, errors=0" in status
         promoted = await cli(capsys, turnout, "promote", "main")
