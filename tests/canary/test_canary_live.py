@@ -15,15 +15,20 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from pytest_aiohttp.plugin import AiohttpServer
 
 from proxy.admin.client import AdminClient, AdminError
 from proxy.canary.runner import CanaryRunner
+from proxy.canary.tap import CanaryTap
 from proxy.cli import main
+from proxy.config.loader import read_config
+from proxy.exchange.exchange import Exchange
+from proxy.exchange.hooks import Outcome, add_tap_factory
 from proxy.runtime.app import Turnout
-from tests.conftest import make_config, wait_until
-from tests.support.backends import sample, scrape
+from tests.conftest import BASE_CONFIG, make_config, wait_until
+from tests.support.backends import sample, scrape, unused_port
 
 TOKEN = "canary-token"
 DEADLINE = 20.0  # seconds for a whole canary of a few 1 s intervals
@@ -236,11 +241,25 @@ async def test_a_new_that_is_down_and_ejected_is_rolled_back_not_paused(start: S
     assert "new's error rate" in runner(turnout).progress("main").reason
 
 
-async def test_a_new_whose_p99_exceeds_the_limit_is_rolled_back(start: Start) -> None:
-    turnout = await start(backend(), backend(delay=0.15), max_p99="100ms")
+async def test_a_new_whose_p99_exceeds_the_limit_is_rolled_back_past_a_hanging_webhook(
+    aiohttp_server: AiohttpServer, start: Start
+) -> None:
+    release, calls = asyncio.Event(), []
+
+    async def hang(request: web.Request) -> web.Response:
+        calls.append(await request.json())
+        await release.wait()  # never answers in time: the 2 s webhook timeout ends it
+        return web.Response(text="late")
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hang)
+    hook = str((await aiohttp_server(receiver)).make_url("/hook"))
+    turnout = await start(backend(), backend(delay=0.15), max_p99="100ms", webhook=hook)
     async with Traffic(turnout.proxy_port):
         await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
     assert (state_of(turnout), percent_of(turnout)) == ("rolled_back", 0)
+    await wait_until(lambda: [c["to"] for c in calls] == ["progressing", "rolled_back"])
+    release.set()
     assert last_checks(turnout)["p99"] == "fail"
     assert "new's p99" in runner(turnout).progress("main").reason
 
@@ -259,7 +278,10 @@ async def test_a_new_30_percent_slower_under_the_absolute_limit_is_caught_by_the
 
 
 async def test_too_little_traffic_stays_inconclusive_and_pauses(start: Start) -> None:
-    turnout = await start(backend(), backend(), min_requests=100_000, max_inconclusive=2)
+    refused = f"http://127.0.0.1:{unused_port()}/hook"  # failures are logged, nothing more
+    turnout = await start(
+        backend(), backend(), min_requests=100_000, max_inconclusive=2, webhook=refused
+    )
     async with Traffic(turnout.proxy_port, loops=2):
         await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
     progress = runner(turnout).progress("main")
@@ -315,3 +337,77 @@ async def test_set_pauses_the_canary_and_resume_restarts_it_at_its_step(start: S
     assert (state_of(turnout), percent_of(turnout)) == ("rolled_back", 0)
     with pytest.raises(AdminError, match="rolled back"):
         await client.promote("main")
+
+
+class CountingTap:
+    """Another feature's tap on the same flag (as shadow mirroring registers one)."""
+
+    def __init__(self) -> None:
+        self.finished_requests = 0
+
+    def open(self, exchange: Exchange) -> CountingTap:
+        return self
+
+    def request_head_sent(self, exchange: Exchange, backend: int) -> None:
+        pass
+
+    def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:
+        pass
+
+    def response_head(self, exchange: Exchange, status: int) -> None:
+        pass
+
+    def response_body_chunk(self, exchange: Exchange, data: bytes) -> None:
+        pass
+
+    def finished(self, exchange: Exchange, outcome: Outcome, status: int) -> None:
+        self.finished_requests += 1
+
+
+async def test_the_canary_tap_shares_its_flag_with_another_feature(start: Start) -> None:
+    turnout = await start(backend(), backend(), interval="1h")
+    other = CountingTap()
+    add_tap_factory(turnout.service.tap_factories, "main", other)
+    async with aiohttp.ClientSession() as session:
+        for user in range(30):
+            url = f"http://127.0.0.1:{turnout.proxy_port}/x"
+            async with session.get(url, headers={"x-user-id": f"u{user}"}) as response:
+                assert response.status == 200
+    window = turnout.service.tap_factories["main"][0]
+    assert isinstance(window, CanaryTap)
+    assert sum(side.requests for side in window.current.sides) == 30
+    assert other.finished_requests == 30
+    await turnout.stop()  # the canary takes its own tap away, and only its own
+    assert turnout.service.tap_factories == {"main": (other,)}
+
+
+async def test_a_reload_starts_a_new_canary_and_stops_a_removed_one(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    legacy, new = await aiohttp_server(backend()), await aiohttp_server(backend())
+    path = tmp_path / "turnout.yaml"
+
+    def write(flag: dict[str, Any]) -> None:
+        data = {
+            **BASE_CONFIG,
+            "backends": {"legacy": {"url": str(legacy.make_url(""))},
+                         "new": {"url": str(new.make_url(""))}},
+            "flags": {"main": flag},
+        }  # fmt: skip
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    write({"percent": 0})
+    turnout = Turnout(read_config(str(path)))
+    await turnout.start()
+    try:
+        assert runner(turnout).status() == {} and turnout.service.tap_factories == {}
+        write({"percent": 0, "canary": {"steps": [5, 50], "interval": "1h"}})
+        assert await turnout.reload()
+        assert (state_of(turnout), percent_of(turnout)) == ("progressing", 5)
+        assert "main" in turnout.service.tap_factories
+        write({"percent": 0})
+        assert await turnout.reload()
+        assert turnout.service.tap_factories == {} and runner(turnout).status() == {}
+        assert percent_of(turnout) == 5  # the canary's override stays until `resume`
+    finally:
+        await turnout.stop()
