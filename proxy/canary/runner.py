@@ -28,9 +28,9 @@ from proxy.canary.machine import (
     Transition,
     after_verdict,
     begin,
-    operator,
     step_percent,
 )
+from proxy.canary.machine import operator as after_operator
 from proxy.canary.tap import CanaryTap
 from proxy.canary.webhook import WebhookSender
 from proxy.canary.window import ShadowNumbers
@@ -43,7 +43,9 @@ from proxy.observe.stats import Stats
 _log = structlog.get_logger("turnout.canary")
 
 ParitySource = Callable[[str], ShadowNumbers | None]
-"""Shadow comparisons of a flag since the last call, or None without shadow data."""
+"""Shadow comparisons of a flag since the last call, or None without shadow data.
+Called once at the end of each of the flag's intervals; set ``CanaryRunner.parity``
+(``Turnout.canary.parity``) to wire a shadow feature in."""
 
 _MAX_SLEEP = 1.0  # seconds: picks up reloads and changed intervals without a wake-up call
 
@@ -163,6 +165,7 @@ class CanaryRunner:
         """Start the flag's interval now, its numbers from zero."""
         self._taps[flag].take()
         self._failovers(flag)
+        self.parity(flag)  # shadow numbers so far belong to the interval that ended
         self._due[flag] = self._clock() + canary.interval
 
     def _failovers(self, flag: str) -> tuple[int, int]:
@@ -216,7 +219,7 @@ class CanaryRunner:
                         raise UnknownFlag(name)
                     raise CanaryRefused(f"flag {name!r} has no canary")
                 continue
-            transition = operator(canary, self.progress(name), action, who)
+            transition = after_operator(canary, self.progress(name), action, who)
             if action in ("resume", "promote"):
                 self._fresh_interval(name, canary)  # numbers of the new percent only
             self._apply(name, canary, transition)
