@@ -22,6 +22,7 @@ from pytest_aiohttp.plugin import AiohttpServer
 from proxy.admin.client import AdminClient, AdminError
 from proxy.canary.runner import CanaryRunner
 from proxy.canary.tap import CanaryTap
+from proxy.canary.window import ShadowNumbers
 from proxy.cli import main
 from proxy.config.loader import read_config
 from proxy.exchange.exchange import Exchange
@@ -411,3 +412,20 @@ async def test_a_reload_starts_a_new_canary_and_stops_a_removed_one(
         assert percent_of(turnout) == 5  # the canary's override stays until `resume`
     finally:
         await turnout.stop()
+
+
+async def test_shadow_parity_from_the_parity_source_is_judged(start: Start) -> None:
+    turnout = await start(backend(), backend(), max_mismatch_rate="2%")
+    asked: list[str] = []
+
+    def parity(flag: str) -> ShadowNumbers:
+        asked.append(flag)
+        return ShadowNumbers(compared=100, mismatched=10)  # 10 % since the last call
+
+    runner(turnout).parity = parity
+    async with Traffic(turnout.proxy_port):
+        await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
+    assert (state_of(turnout), percent_of(turnout)) == ("rolled_back", 0)
+    assert last_checks(turnout)["mismatch_rate"] == "fail"
+    assert "shadow mismatch rate 10.00% > 2.00%" in runner(turnout).progress("main").reason
+    assert set(asked) == {"main"} and len(asked) >= 2
