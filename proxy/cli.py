@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxy import __version__
-from proxy.config.loader import ConfigError, summarize
+from proxy.config.loader import ConfigError, read_config, summarize
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +32,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--duration", type=float, default=None, help="seconds (default: until Ctrl-C)"
     )
+    diffs = commands.add_parser(
+        "diffs",
+        help="summarise the shadow discrepancy log",
+        description="Top differing field paths per flag and route, with counts, noise "
+        "flags and one example each, from the discrepancy log (and its rotated files).",
+    )
+    source = diffs.add_mutually_exclusive_group(required=True)
+    source.add_argument("-c", "--config", help="read discrepancy_log from this config")
+    source.add_argument("--log", help="the discrepancy log file")
+    diffs.add_argument("--flag", help="only this flag")
     _add_admin_commands(commands)
     return parser
 
@@ -137,7 +147,31 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diffs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from proxy.shadow.summary import format_summary, log_files, summarize
+
+    path = args.log
+    if path is None:
+        try:
+            path = read_config(args.config).config.discrepancy_log
+        except ConfigError as error:
+            sys.stderr.write(f"{error}\n")
+            return 1
+        if path is None:
+            sys.stderr.write(f"turnout diffs: {args.config} sets no discrepancy_log\n")
+            return 1
+    files = log_files(Path(path))
+    if not files:
+        sys.stderr.write(f"turnout diffs: {path}: no such file (no mismatch logged yet?)\n")
+        return 1
+    lines = (line for file in files for line in file.read_text("utf-8", "replace").splitlines())
+    sys.stdout.write(format_summary(summarize(lines, args.flag)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"serve": _serve, "check": _check, "demo": _demo}
+    handlers = {"serve": _serve, "check": _check, "demo": _demo, "diffs": _diffs}
     return handlers.get(args.command, _admin)(args)

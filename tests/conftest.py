@@ -13,6 +13,9 @@ import yaml
 from proxy.config.loader import config_hash, parse_config
 from proxy.runtime.app import LoadedConfig, Turnout
 
+# The example FastAPI/NestJS pair (legacy_fastapi, new_nestjs, ...): started only when asked for.
+pytest_plugins = ["tests.examples.fixtures"]
+
 BASE_CONFIG: dict[str, Any] = {
     "listen": "127.0.0.1:0",
     "admin": {"listen": "127.0.0.1:0"},

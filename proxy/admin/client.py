@@ -228,6 +228,8 @@ def format_status(doc: Mapping[str, Any]) -> str:
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         lines.append("  ".join(cells).rstrip())
+    shadow = _shadow_lines(flags)
+    lines = [*lines, *([""] if shadow else []), *shadow]
     lines.extend(format_canaries(flags))
     return "\n".join(lines) + "\n"
 
@@ -239,6 +241,7 @@ _COLUMNS = (
     "PERCENT",
     "CANARY",
     *(f"{name.upper()} {what}" for name in _BACKENDS for what in ("REQ/S", "ERR", "P99")),
+    "SHADOW PARITY",
 )
 
 
@@ -257,7 +260,34 @@ def _flag_row(flag: Mapping[str, Any]) -> list[str]:
     per_backend = flag.get("backends") or {}
     for name in _BACKENDS:
         row.extend(_backend_cells(per_backend.get(name) or {}))
+    row.append(_parity_cell(flag.get("shadow")))
     return row
+
+
+def _parity_cell(shadow: Any) -> str:
+    if not isinstance(shadow, dict):
+        return "-"
+    compared = (shadow.get("match") or 0) + (shadow.get("mismatch") or 0)
+    parity = shadow.get("parity")
+    if not compared or not is_number(parity):
+        return "no data"
+    return f"{parity * 100:.1f}% of {compared}"
+
+
+def _shadow_lines(flags: list[dict[str, Any]]) -> list[str]:
+    """Under the table: each shadowed route's top differing fields."""
+    lines: list[str] = []
+    for flag in flags:
+        shadow = flag.get("shadow")
+        routes = shadow.get("routes") if isinstance(shadow, dict) else None
+        for route, paths in (routes or {}).items():
+            lines.append(f"{flag.get('name')} {route}: differing fields")
+            for item in paths[:5]:
+                example = item.get("example") or {}
+                noise = " (noise)" if item.get("noise") else ""
+                shown = f"{example.get('legacy')!r} vs {example.get('new')!r}"
+                lines.append(f"  {item.get('count')}x {item.get('path')}{noise}  e.g. {shown}")
+    return lines
 
 
 def _percent_cell(flag: Mapping[str, Any]) -> str:

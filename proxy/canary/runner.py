@@ -37,7 +37,7 @@ from proxy.canary.window import ShadowNumbers
 from proxy.config.flags import Canary
 from proxy.control.controller import Controller, UnknownFlag
 from proxy.control.state import FlagOverride
-from proxy.exchange.hooks import TapRegistry, add_tap_factory, remove_tap_factory
+from proxy.exchange.service import ProxyService
 from proxy.observe.stats import Stats
 
 _log = structlog.get_logger("turnout.canary")
@@ -47,6 +47,7 @@ ParitySource = Callable[[str], ShadowNumbers | None]
 Called once at the end of each of the flag's intervals; set ``CanaryRunner.parity``
 (``Turnout.canary.parity``) to wire a shadow feature in."""
 
+_FEATURE = "canary"  # our name in ProxyService.set_taps
 _MAX_SLEEP = 1.0  # seconds: picks up reloads and changed intervals without a wake-up call
 
 
@@ -54,17 +55,18 @@ def no_parity(_flag: str) -> ShadowNumbers | None:
     return None
 
 
+
 class CanaryRunner:
     def __init__(
         self,
         controller: Controller,
-        taps: TapRegistry,
+        service: ProxyService,
         stats: Stats,
         parity: ParitySource = no_parity,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._controller = controller
-        self._registry = taps
+        self._service = service
         self._stats = stats
         self.parity = parity
         self._clock = clock
@@ -119,8 +121,8 @@ class CanaryRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for name in list(self._taps):
-            remove_tap_factory(self._registry, name, self._taps.pop(name))
+        self._taps.clear()
+        self._service.set_taps(_FEATURE, {})
         await self._webhooks.close()
 
     def sync(self) -> None:
@@ -128,15 +130,15 @@ class CanaryRunner:
         the flags that have a canary; a newly seen one begins (or resumes its saved step)."""
         canaries = self.canaries()
         for name in [name for name in self._taps if name not in canaries]:
-            remove_tap_factory(self._registry, name, self._taps.pop(name))
+            del self._taps[name]
             self._due.pop(name, None)
-        for name, canary in canaries.items():
-            if name in self._taps:
-                continue
-            tap = self._taps[name] = CanaryTap()
-            add_tap_factory(self._registry, name, tap)
-            self._fresh_interval(name, canary)
-            self._apply(name, canary, begin(canary, self._saved(name)))
+        started = [name for name in canaries if name not in self._taps]
+        for name in started:
+            self._taps[name] = CanaryTap()
+        self._service.set_taps(_FEATURE, self._taps)
+        for name in started:
+            self._fresh_interval(name, canaries[name])
+            self._apply(name, canaries[name], begin(canaries[name], self._saved(name)))
 
     def _saved(self, flag: str) -> Progress | None:
         return self.progress(flag) if flag in self._controller.state.canary else None

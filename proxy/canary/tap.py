@@ -55,7 +55,9 @@ class CanaryTap:
     def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:
         pass
 
-    def response_head(self, exchange: Exchange, status: int) -> None:
+    def response_head(
+        self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         pass
 
     def response_body_chunk(self, exchange: Exchange, data: bytes) -> None:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
-from proxy.config.base import MIB, Method
+from proxy.config.base import MIB, HeaderName, Method
 from proxy.config.base import StrictModel as _Model
 from proxy.config.shorthand import parse_fallback_trigger
 from proxy.config.values import Percent, PositiveDuration, Size, TrafficPercent
@@ -45,12 +45,34 @@ def _status_pair(value: tuple[int, int]) -> tuple[int, int]:
     return value
 
 
+Normalizer = Literal[
+    "uuid", "iso_timestamp", "unordered_lists", "float_tolerance", "case_insensitive_keys"
+]
+
+
+class Calibrate(_Model):
+    """Send a sample of safe requests to the primary's backend twice: a field that
+    differs between two answers of the same backend is noise (Diffy's thresholds)."""
+
+    percent: Percent
+    relative_threshold: Percent = 20.0
+    """A field counts as a real difference only if it differs between backends more
+    often than within one by this much, relatively..."""
+    absolute_threshold: Percent = 0.03
+    """...and by this many percent of the compared requests."""
+
+
 class Compare(_Model):
     ignore: list[str] = []
     """Paths such as ``body.meta.generatedAt``, ``body.items[*].updatedAt``, ``headers.date``."""
-    normalize: list[Literal["uuid", "iso_timestamp", "unordered_lists"]] = []
+    headers: list[HeaderName] = ["content-type"]
+    """Response headers compared (content-type by its media type only)."""
+    normalize: list[Normalizer] = []
+    float_tolerance: float = Field(default=1e-6, gt=0)
+    """Relative and absolute tolerance for numbers, with ``normalize: [float_tolerance]``."""
     same_status: list[Annotated[tuple[int, int], AfterValidator(_status_pair)]] = []
     """Status pairs counted as equal, e.g. ``[[400, 422]]``."""
+    calibrate: Calibrate | None = None
 
 
 class Shadow(_Model):
@@ -59,6 +81,11 @@ class Shadow(_Model):
     compare: Compare = Compare()
     max_in_flight: int = Field(default=64, ge=1)
     max_body_bytes: Size = MIB
+    """Bodies (request or either answer) larger than this are not mirrored: counted as
+    ``dropped`` with reason ``body_too_large``."""
+    redact: list[str] = []
+    """JSON field names whose values the discrepancy log replaces (besides the
+    Authorization, Cookie and Set-Cookie headers, always redacted)."""
 
 
 FallbackTrigger = Annotated[str | int, BeforeValidator(parse_fallback_trigger)]

@@ -35,6 +35,7 @@ from proxy.config.flags import (
     TargetList,
 )
 from proxy.config.shorthand import check_route_path, parse_host_port, sticky_source_dict
+from proxy.config.tls import BackendTls
 from proxy.config.values import Duration, PositiveDuration, PositiveSize, check_header_name
 
 # Flag and route names end up in metric labels and admin URLs (/flags/{name}/...).
@@ -47,6 +48,7 @@ __all__ = [
     "MIB",
     "AdminConfig",
     "BackendConfig",
+    "BackendTls",
     "Backends",
     "Canary",
     "Compare",
@@ -137,7 +139,12 @@ class BackendConfig(_Model):
     endpoint would otherwise be marked down)."""
     outlier_detection: OutlierDetection = OutlierDetection()
     max_idle_connections: int = Field(default=512, ge=1)
-    """Idle keep-alive connections kept per backend (connections in use are not capped)."""
+    """Idle keep-alive connections kept per backend."""
+    max_connections: int = Field(default=1024, ge=1)
+    """Connections in use or being opened per backend (Envoy's circuit breaker): beyond
+    it a request waits for one, up to ``timeouts.connect``, then is answered 503."""
+    tls: BackendTls | None = None
+    """TLS settings of an ``https://`` backend (verified against the system CAs without)."""
 
     @field_validator("url")
     @classmethod
@@ -161,6 +168,14 @@ class BackendConfig(_Model):
         if port == 0:
             raise ValueError("port must not be 0")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> BackendConfig:
+        if self.tls is not None and self.scheme != "https":
+            raise ValueError(
+                f"tls is set but the url is {self.url}: write https:// to speak TLS to this backend"
+            )
+        return self
 
     @property
     def scheme(self) -> str:

@@ -94,20 +94,30 @@ def _jwt_claim(arg: object) -> dict[str, Any]:
 
 
 FALLBACK_KINDS = ("connect_error", "timeout", "reset")
+# Besides 5xx: what a new backend answers for an operation it has not built yet.
+NOT_BUILT_STATUSES = (404, 405)
 STICKY_KINDS = ("jwt_claim", "cookie", "header", "client_ip")
 
 
 def parse_fallback_trigger(value: object) -> str | int:
+    """A transport failure kind, a 5xx status, or 404/405 (501 is a 5xx already).
+
+    404 and 405 are what a backend says for a route it does not have: during a
+    migration, an operation the new backend has not implemented yet.
+    """
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
-        if 500 <= value <= 599:
+        if 500 <= value <= 599 or value in NOT_BUILT_STATUSES:
             return value
-        raise ValueError(f"status {value} is not a 5xx code (500..599)")
+        raise ValueError(
+            f"status {value} cannot trigger a fallback: expected a 5xx code (500..599), 404 or 405"
+        )
     if isinstance(value, str) and value in FALLBACK_KINDS:
         return value
     raise ValueError(
-        f"expected one of {', '.join(FALLBACK_KINDS)} or a 5xx status code, got {value!r}"
+        f"expected one of {', '.join(FALLBACK_KINDS)}, a 5xx status code, 404 or 405, "
+        f"got {value!r}"
     )
 
 

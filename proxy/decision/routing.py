@@ -7,8 +7,9 @@ matching costs one walk over the request's segments instead of one regex per
 route. A walk yields the indices of every route whose *path* matches; the first
 of them (in file order) whose methods and header also match wins.
 
-Matching is on the raw request path (before percent-decoding, query removed),
-as Envoy does without ``normalize_path``.
+Matching is on the request path (query removed) after the client side normalised
+it (``proxy.http.paths``: dot segments removed, unreserved escapes decoded, slashes
+merged), as Envoy does with ``normalize_path``; other escapes are matched as sent.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ from proxy.decision.table import UNMATCHED_FLAG, CompiledRoute
 from proxy.exchange.hooks import ExchangeTap, Outcome
 from proxy.exchange.relay import can_replay_body, relay_response, send_request
 from proxy.exchange.upgrade import open_tunnel
-from proxy.http.downstream import ClientConnection, IncomingRequest
-from proxy.http.errors import BodyTooLarge, StreamAborted, UpstreamError
+from proxy.http.downstream import ClientConnection
+from proxy.http.errors import BodyTooLarge, StreamAborted, UpstreamError, UpstreamOverloaded
+from proxy.http.request import IncomingRequest
 from proxy.http.upstream import UpstreamConnection
 from proxy.http.wire import error_bytes
 from proxy.observe.stats import Stats
@@ -128,6 +129,14 @@ class Exchange:
         except StreamAborted as aborted:
             self._count_failure(aborted.error)
             self.status = aborted.status
+        except UpstreamOverloaded as error:  # max_connections: no health, no fallback
+            _log.warning("upstream_overloaded", backend=self.backend_name, error=str(error))
+            message = f"{self.backend_name} backend: {error}"
+            extra = self._extra_lines()
+            self.client.write(
+                error_bytes(503, "backend_overloaded", message, close=True, extra=extra)
+            )
+            self.status = 503
         except BodyTooLarge as error:
             self.client.write(error_bytes(413, "body_too_large", str(error), close=True))
             self.status = 413
@@ -205,7 +214,7 @@ class Exchange:
         taps = self.taps
         if taps is not None:
             for tap in taps:
-                tap.response_head(self, conn.status)
+                tap.response_head(self, conn.status, conn.raw_headers)
         return conn
 
     async def _send_and_wait(self, replay_limit: int, *, fresh: bool) -> UpstreamConnection:

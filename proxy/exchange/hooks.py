@@ -11,7 +11,8 @@ The lifecycle points, in order:
 
 - ``request_head_sent``: the head went to a backend (again on a fallback replay);
 - ``request_body_chunk``: a chunk of the request body went upstream;
-- ``response_head``: the answer's status and headers arrived, before relaying;
+- ``response_head``: the answer's status and raw headers arrived, before relaying
+  (again for a fallback attempt);
 - ``response_body_chunk``: a chunk of the answer went to the client;
 - ``finished``: once, at the end, with the outcome (``done``, ``failed`` or
   ``cancelled``) and the status the client saw.
@@ -34,7 +35,9 @@ class ExchangeTap(Protocol):
 
     def request_body_chunk(self, exchange: Exchange, data: bytes) -> None: ...
 
-    def response_head(self, exchange: Exchange, status: int) -> None: ...
+    def response_head(
+        self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None: ...
 
     def response_body_chunk(self, exchange: Exchange, data: bytes) -> None: ...
 
@@ -45,24 +48,3 @@ class TapFactory(Protocol):
     """Opens a tap per request of the flags it is registered for."""
 
     def open(self, exchange: Exchange) -> ExchangeTap | None: ...
-
-
-TapRegistry = dict[str, tuple[TapFactory, ...]]
-"""``ProxyService.tap_factories``: the factories of each flag, in registration order."""
-
-
-def add_tap_factory(registry: TapRegistry, flag: str, factory: TapFactory) -> None:
-    """Register ``factory`` for ``flag`` beside the factories already there (several
-    features may serve one flag: shadow mirroring and the canary, say)."""
-    current = registry.get(flag, ())
-    if factory not in current:
-        registry[flag] = (*current, factory)
-
-
-def remove_tap_factory(registry: TapRegistry, flag: str, factory: TapFactory) -> None:
-    """Unregister ``factory`` from ``flag``; the flag's entry goes when it is the last."""
-    remaining = tuple(f for f in registry.get(flag, ()) if f is not factory)
-    if remaining:
-        registry[flag] = remaining
-    else:
-        registry.pop(flag, None)

@@ -24,7 +24,7 @@ from proxy.http.wire import CHUNK_END, CONTINUE, chunk, has_no_body, status_line
 
 if TYPE_CHECKING:
     from proxy.exchange.exchange import Exchange
-    from proxy.http.downstream import IncomingRequest
+    from proxy.http.request import IncomingRequest
 
 _log = structlog.get_logger("turnout.forwarding")
 
@@ -52,10 +52,7 @@ async def send_request(
         if remaining <= 0:
             raise UpstreamTimeout("request_timeout passed before the backend was tried")
         connect_timeout = min(connect_timeout, remaining)
-    if fresh:
-        conn = await target.pool.connect(connect_timeout)
-    else:
-        conn, _ = await target.pool.acquire(connect_timeout)
+    conn, _ = await target.pool.acquire(connect_timeout, fresh=fresh)
     try:
         conn.begin(head, head_request=request.method == "HEAD")
         taps = exchange.taps

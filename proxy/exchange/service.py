@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping
 
 from proxy.decision.decide import decide
 from proxy.decision.flag_rule import FlagRule
@@ -17,8 +18,9 @@ from proxy.decision.sides import LEGACY
 from proxy.decision.table import RoutingTable
 from proxy.exchange.exchange import Exchange, count_fallback
 from proxy.exchange.hooks import TapFactory
-from proxy.http.downstream import ClientConnection, ConnectionLimits, IncomingRequest
+from proxy.http.downstream import ClientConnection
 from proxy.http.pool import BackendTarget, PoolRegistry
+from proxy.http.request import ConnectionLimits, IncomingRequest
 from proxy.observe.stats import Stats
 from proxy.resilience.health import HealthRegistry
 
@@ -40,6 +42,9 @@ class ProxyService:
         self.health = health
         # Features' per-flag hooks (see proxy.exchange.hooks); empty costs nothing.
         self.tap_factories: dict[str, tuple[TapFactory, ...]] = {}
+        self._taps_by_feature: dict[str, Mapping[str, TapFactory]] = {}
+        # Called with every new table (after a reload), e.g. to re-register taps.
+        self.table_listeners: list[Callable[[ProxyTable], None]] = []
         self._server: asyncio.Server | None = None
         self._connections: set[ClientConnection] = set()
 
@@ -47,6 +52,17 @@ class ProxyService:
         """Make ``table`` active for new requests; in-flight ones keep theirs."""
         self.table = table
         self.pools.retire_unused(table.backends)
+        for listener in self.table_listeners:
+            listener(table)
+
+    def set_taps(self, feature: str, by_flag: Mapping[str, TapFactory]) -> None:
+        """Replace one feature's tap factories (by flag name); features add up per flag."""
+        self._taps_by_feature[feature] = dict(by_flag)
+        merged: dict[str, tuple[TapFactory, ...]] = {}
+        for factories in self._taps_by_feature.values():
+            for flag, factory in factories.items():
+                merged[flag] = (*merged.get(flag, ()), factory)
+        self.tap_factories = merged
 
     async def handle(self, request: IncomingRequest, client: ClientConnection) -> bool:
         """Match and decide, then let an ``Exchange`` serve the request; returns whether

@@ -39,6 +39,7 @@ async def open_tunnel(exchange: Exchange, target: BackendTarget, extra_lines: by
         client.write(head + extra_lines + b"\r\n")
         exchange.streamed_at = perf_counter()
         await splice(client, conn, target.idle_timeout)
+        conn.close(flush=True)  # both ends: what is buffered still goes out
         client.close()
         return 101
     finally:

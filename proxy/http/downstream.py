@@ -23,71 +23,25 @@ from typing import cast
 import httptools
 
 from proxy.http.errors import Rejection
-from proxy.http.flow import ChunkQueue, FlowControlledProtocol
+from proxy.http.flow import FlowControlledProtocol
+from proxy.http.framing import accept_upgrade, check_transfer_encoding
+from proxy.http.paths import UnsafePath, normalize_target
+from proxy.http.request import ConnectionLimits, IncomingRequest
 from proxy.http.wire import error_bytes
 
-_BODY_HIGH_WATER = 256 * 1024
 _MAX_QUEUED = 16
+# Requests parsed ahead of the one being served. Reading pauses at _MAX_QUEUED,
+# but one socket read can hold hundreds of tiny requests; past this many the
+# queued ones are answered, then 429 and close (an object per request, not bytes).
+MAX_PIPELINED = 64
+# Bytes after an upgrade head, held while the backend negotiates.
+_BACKLOG_HIGH_WATER = 256 * 1024
 _MAX_HEADERS = 128
 LINGER_SECONDS = 5.0
 
 
 def _discard(_: bytes) -> None:
     pass
-
-
-class IncomingRequest:
-    """One parsed request head; ``headers`` has lower-case names (first value wins)."""
-
-    __slots__ = (
-        "body",
-        "body_started",
-        "chunked",
-        "content_length",
-        "expect_continue",
-        "head_bytes",
-        "headers",
-        "keep_alive",
-        "method",
-        "pending_bytes",
-        "raw_headers",
-        "replay_chunks",
-        "target",
-        "upgrade",
-        "version",
-    )
-
-    def __init__(self, conn: ClientConnection) -> None:
-        self.method = ""
-        self.target = ""
-        self.version = "1.1"
-        self.headers: dict[str, str] = {}
-        self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.content_length: int | None = None
-        self.chunked = False
-        self.expect_continue = False
-        self.keep_alive = True
-        self.upgrade = False
-        self.head_bytes = 0
-        self.pending_bytes = 0
-        self.body = ChunkQueue(
-            conn.pause_reading, conn.resume_reading, self._on_body_idle, _BODY_HIGH_WATER
-        )
-        self.body_started = False
-        # The body as sent so far, kept for a fallback replay (None: not kept).
-        self.replay_chunks: list[bytes] | None = None
-
-    def _on_body_idle(self) -> None:
-        self.body.fail(TimeoutError("client sent no body data in time"))
-
-    @property
-    def path(self) -> str:
-        query_at = self.target.find("?")
-        return self.target if query_at < 0 else self.target[:query_at]
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
 
 
 Handler = Callable[["IncomingRequest", "ClientConnection"], Awaitable[bool]]
@@ -123,7 +77,9 @@ class ClientConnection(FlowControlledProtocol):
         self.closed = False
         self.draining = False
         self.tunnel_sink: Callable[[bytes], None] | None = None
+        self.on_tunnel_eof: Callable[[], None] | None = None
         self.tunnel_backlog = bytearray()
+        self._tunnel_requested = False
 
     # -- asyncio.Protocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -138,28 +94,62 @@ class ClientConnection(FlowControlledProtocol):
         if self.tunnel_sink is not None:
             self.tunnel_sink(data)
             return
-        if self._parser is None:
-            self.tunnel_backlog += data  # an upgrade is being negotiated
+        while data:
+            if self._parser is None:
+                self._hold(data)
+                return
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                data = self._after_upgrade(data[int(upgrade.args[0]) :])
+                continue
+            except httptools.HttpParserError as error:
+                # An exception raised in a callback arrives wrapped, as the cause.
+                cause = error.__cause__ or error.__context__
+                if isinstance(cause, Rejection):
+                    self._reject(cause.status, cause.code, str(cause))
+                else:
+                    self._reject(400, "bad_request", f"malformed request: {error}")
+                return
+            self._bound_head_line(len(data))
             return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            self.tunnel_backlog += data[int(upgrade.args[0]) :]
+
+    def _after_upgrade(self, rest: bytes) -> bytes:
+        """llhttp stopped after a request asking for an upgrade. A WebSocket upgrade
+        keeps the bytes after it for the tunnel; any other upgrade was refused (the
+        request goes on as plain HTTP/1.1), so parsing resumes on a fresh parser.
+        Returns the bytes still to parse."""
+        if self._tunnel_requested:
             self._parser = None  # type: ignore[assignment]
-        except httptools.HttpParserError as error:
-            # An exception raised in a callback arrives wrapped, as the cause.
-            cause = error.__cause__ or error.__context__
-            if isinstance(cause, Rejection):
-                self._reject(cause.status, cause.code, str(cause))
-            else:
-                self._reject(400, "bad_request", f"malformed request: {error}")
-        else:
-            # llhttp buffers a header line until it is whole: bound a line that never ends.
-            head = self._parsing
-            if head is not None and not head.method:
-                head.pending_bytes += len(data)
-                if head.pending_bytes > 2 * self._limits.max_head_bytes:
-                    self._reject(431, "header_too_large", "request header is too large")
+            self._hold(rest)
+            return b""
+        self._parser = httptools.HttpRequestParser(self)
+        return rest
+
+    def _hold(self, data: bytes) -> None:
+        """Bytes that arrive when no parser is left. After a WebSocket upgrade head they
+        wait for the tunnel, reading paused above the high-water mark (``start_tunnel``
+        resumes it); after a refused request they are dropped and reading pauses."""
+        if not self._tunnel_requested:
+            self.pause_reading()
+            return
+        self.tunnel_backlog += data
+        if len(self.tunnel_backlog) >= _BACKLOG_HIGH_WATER:
+            self.pause_reading()
+
+    def _bound_head_line(self, size: int) -> None:
+        """llhttp buffers a header line until it is whole: bound a line that never ends."""
+        head = self._parsing
+        if head is not None and not head.method:
+            head.pending_bytes += size
+            if head.pending_bytes > 2 * self._limits.max_head_bytes:
+                self._reject(431, "header_too_large", "request header is too large")
+
+    def eof_received(self) -> bool | None:
+        if self.on_tunnel_eof is not None:
+            self.on_tunnel_eof()
+            return True  # half-closed: the backend may still answer through the tunnel
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -176,6 +166,8 @@ class ClientConnection(FlowControlledProtocol):
 
     # -- httptools callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:
+        if len(self._queue) >= MAX_PIPELINED:
+            raise Rejection(429, "too_many_pipelined_requests", "too many pipelined requests")
         self._parsing = IncomingRequest(self)
         self._url.clear()
 
@@ -208,15 +200,25 @@ class ClientConnection(FlowControlledProtocol):
         assert head is not None
         parser = self._parser
         head.method = parser.get_method().decode("ascii")
-        head.target = self._url.decode("latin-1")
-        head.version = parser.get_http_version()
+        try:
+            head.target = normalize_target(self._url.decode("latin-1"))
+        except UnsafePath as unsafe:
+            raise Rejection(400, "bad_request", str(unsafe)) from None
+        head.version = version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise Rejection(400, "bad_request", f"HTTP/{version} is not HTTP/1.x")
         head.keep_alive = bool(parser.should_keep_alive()) and not self.draining
         headers = head.headers
         length = headers.get("content-length")
         head.content_length = int(length) if length is not None else None
-        head.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        if "transfer-encoding" in headers:
+            check_transfer_encoding(head.version, head.content_length, head.raw_headers)
+            head.chunked = True
         head.expect_continue = headers.get("expect", "").lower() == "100-continue"
-        head.upgrade = bool(parser.should_upgrade())
+        if parser.should_upgrade():
+            head.upgrade = self._tunnel_requested = accept_upgrade(
+                head.method, head.has_body, head.raw_headers
+            )
         if not head.has_body:
             head.body.finish()
         self._enqueue(head)
@@ -239,6 +241,20 @@ class ClientConnection(FlowControlledProtocol):
         """Wait while the client's socket buffer is full (response backpressure)."""
         if not self.closed:
             await self._write_flow.wait()
+
+    def start_tunnel(self, sink: Callable[[bytes], None]) -> None:
+        """Send the client's bytes to ``sink`` from now on, the held-back ones first.
+
+        Reading resumes before the backlog is flushed: if the flush fills the
+        backend's buffer, the tunnel's backpressure pauses reading again (asyncio
+        delivers new bytes only on a later loop turn, after the backlog).
+        """
+        self.tunnel_sink = sink
+        self.resume_reading()
+        if self.tunnel_backlog:
+            held = bytes(self.tunnel_backlog)
+            self.tunnel_backlog.clear()
+            sink(held)
 
     def pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:
@@ -319,10 +335,14 @@ class ClientConnection(FlowControlledProtocol):
     def _reject(self, status: int, code: str, message: str) -> None:
         """Answer a request we cannot parse (after any in-flight answers), then close."""
         self._parser = None  # type: ignore[assignment]
-        if self._parsing is not None:
-            self._parsing.body.fail(ConnectionAbortedError(message))
+        head = self._parsing
+        if head is not None:
+            head.body.fail(ConnectionAbortedError(message))
             self._parsing = None
+            if self._queue and self._queue[-1] is head:
+                self._queue.pop()  # not handed to the handler yet: it never will be
         self._enqueue(Rejection(status, code, message))
+        self.pause_reading()  # nothing more is parsed from this connection
 
     def _on_idle(self) -> None:
         """Close a connection idle for ``idle_timeout``; a trickling head counts as idle.
@@ -339,14 +359,3 @@ class ClientConnection(FlowControlledProtocol):
         self._idle_timer = None
         if self.transport is not None:
             self.transport.close()
-
-
-class ConnectionLimits:
-    """The per-connection limits, fixed when the listener starts."""
-
-    __slots__ = ("idle_timeout", "max_head_bytes", "max_line_bytes")
-
-    def __init__(self, max_head_bytes: int, max_line_bytes: int, idle_timeout: float) -> None:
-        self.max_head_bytes = max_head_bytes
-        self.max_line_bytes = max_line_bytes
-        self.idle_timeout = idle_timeout

@@ -58,3 +58,15 @@ class StreamAborted(Exception):
         super().__init__(str(error))
         self.status = status
         self.error = error
+
+
+class UpstreamOverloaded(Exception):
+    """Every connection to a backend is in use (``max_connections``) and none came free
+    within the connect timeout; answered 503 ``backend_overloaded``.
+
+    Deliberately not an ``UpstreamError``: the backend did not fail, the proxy's own
+    cap held the request back. So it is not counted in
+    ``turnout_upstream_errors_total``, not fed to passive health (an overloaded pool
+    is not a sick backend), and not replayed on the other backend (a fallback would
+    shift a load spike onto a backend sized for its own share).
+    """

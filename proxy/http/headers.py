@@ -24,7 +24,15 @@ HOP_BY_HOP = frozenset(
 # Not hop-by-hop, but the next hop recomputes them: aiohttp frames the
 # client's response itself, and we frame the upstream request ourselves.
 _REFRAMED = frozenset({b"content-length", b"transfer-encoding"})
-_REQUEST_DROP = HOP_BY_HOP | {b"expect", b"content-length", b"x-forwarded-for", b"x-forwarded-host"}
+# HTTP2-Settings belongs to an h2c upgrade, which is never forwarded (RFC 9113 §3.2.1
+# makes it a connection option; dropped even when the client forgot to name it).
+_REQUEST_DROP = HOP_BY_HOP | {
+    b"expect",
+    b"content-length",
+    b"http2-settings",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+}
 _RESPONSE_DROP = HOP_BY_HOP | _REFRAMED
 _UPGRADE_DROP = _RESPONSE_DROP - {b"connection", b"upgrade"}
 # Connection options that name no header.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from proxy.http.downstream import ClientConnection, IncomingRequest
+from proxy.http.downstream import ClientConnection
 from proxy.http.errors import BodyTooLarge
 from proxy.http.headers import connection_tokens, request_head
+from proxy.http.request import IncomingRequest
 
 
 def body_framing(request: IncomingRequest, max_body: int) -> bytes | None:

@@ -1,8 +1,11 @@
 """A byte tunnel between a client and a backend connection, after a 101 answer.
 
-Every byte either side sends is written to the other, unchanged, until one side
-closes or the tunnel is idle for ``idle_timeout``; a side that cannot take more
-bytes pauses the reading of the other (backpressure both ways).
+Every byte either side sends is written to the other, unchanged, until both
+sides have finished sending, one side is gone, or the tunnel is idle for
+``idle_timeout``. A half-close travels through: a side that is done sending
+(EOF) has the other side's write end shut once what it sent is written, and
+keeps receiving. A side that cannot take more bytes pauses the reading of the
+other (backpressure both ways).
 """
 
 from __future__ import annotations
@@ -34,13 +37,23 @@ async def splice(client: ClientConnection, conn: UpstreamConnection, idle_timeou
         if conn.transport is not None and not conn.closed:
             conn.transport.write(data)
 
+    finished: set[str] = set()
+
+    def sent_everything(side: str, other: asyncio.WriteTransport | None) -> None:
+        finished.add(side)
+        if other is not None and other.can_write_eof() and not other.is_closing():
+            other.write_eof()  # after whatever is still buffered for it
+        if len(finished) == 2:
+            end()
+
     conn.on_close = end
+    client.on_tunnel_eof = lambda: sent_everything("client", conn.transport)
+    conn.on_tunnel_eof = lambda: sent_everything("backend", client.transport)
     _couple_backpressure(client, conn)
-    client.tunnel_sink = to_backend
-    for backlog, sink in ((conn.tunnel_backlog, to_client), (client.tunnel_backlog, to_backend)):
-        if backlog:
-            sink(bytes(backlog))
-            backlog.clear()
+    if conn.tunnel_backlog:
+        to_client(bytes(conn.tunnel_backlog))
+        conn.tunnel_backlog.clear()
+    client.start_tunnel(to_backend)  # flushes its backlog, resumes reading
     conn.tunnel_sink = to_client
     if conn.closed:
         return

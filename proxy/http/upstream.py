@@ -46,6 +46,7 @@ class UpstreamConnection(FlowControlledProtocol):
         self.tunnel_sink: Callable[[bytes], None] | None = None
         self.tunnel_backlog = bytearray()
         self.on_close: Callable[[], None] | None = None
+        self.on_tunnel_eof: Callable[[], None] | None = None
         # Called when the response head arrives (a body still going up stops).
         self.on_answer: Callable[[], None] | None = None
 
@@ -85,6 +86,9 @@ class UpstreamConnection(FlowControlledProtocol):
             self._fail(UpstreamReset(f"invalid HTTP response from backend: {exc}"))
 
     def eof_received(self) -> bool | None:
+        if self.on_tunnel_eof is not None:
+            self.on_tunnel_eof()
+            return True  # half-closed: keep writing what the client still sends
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -186,13 +190,17 @@ class UpstreamConnection(FlowControlledProtocol):
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.closed and self._error is None
 
-    def close(self) -> None:
-        self.closed = True
+    def close(self, *, flush: bool = False) -> None:
+        """Drop the connection; with ``flush`` the bytes already written go out first."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.transport is not None:
-            self.transport.abort()
+        if self.transport is not None and not self.closed:
+            if flush:
+                self.transport.close()
+            else:
+                self.transport.abort()
+        self.closed = True
 
     # -- internals --------------------------------------------------------
     def _finish_message(self) -> None:

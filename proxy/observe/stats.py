@@ -135,8 +135,19 @@ def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
         "durations": _merge_durations(row for s in snapshots for row in s["durations"]),
         "backend_up": {},
     }
-    for name in ("requests", "upstream_errors", "fallbacks", "shadow", "canary_judgements"):
-        merged[name] = _merge_counts(row for s in snapshots for row in s.get(name, []))
+    for name in ("requests", "upstream_errors", "fallbacks", "shadow"):
+        merged[name] = _merge_counts(row for s in snapshots for row in s[name])
+    # Optional rows (a process that shadows or runs a canary): counts add up.
+    for name in ("shadow_diffs", "shadow_dropped", "canary_judgements"):
+        merged[name] = _merge_counts(row for s in snapshots for row in s.get(name, ()))
+    # The shadow's per-route report: a pattern is noise if any process found it so,
+    # the first example stands.
+    for name in ("shadow_noise", "shadow_examples"):
+        firsts: dict[tuple[Any, ...], list[Any]] = {}
+        for snapshot in snapshots:
+            for row in snapshot.get(name, ()):
+                firsts.setdefault(tuple(row[:3]), row)
+        merged[name] = list(firsts.values())
     for snapshot in snapshots:
         for backend, up in snapshot["backend_up"].items():
             merged["backend_up"][backend] = min(up, merged["backend_up"].get(backend, 1))

@@ -13,6 +13,7 @@ from proxy.decision.flag_rule import FlagRule
 from proxy.decision.sides import BACKEND_NAMES
 from proxy.decision.table import RoutingTable
 from proxy.observe.stats import DURATION_BOUNDS, Snapshot, quantile
+from proxy.shadow.report import flag_shadow_status
 
 RATE_WINDOW_SECONDS = 10
 
@@ -105,6 +106,7 @@ def flag_status(
         "override": asdict(override) if override is not None else None,
         "canary": canary,
         "backends": backends,
+        "shadow": flag_shadow_status(snapshot, rule.name) if rule.config.shadow else None,
     }
 
 

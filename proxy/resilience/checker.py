@@ -11,7 +11,7 @@ import asyncio
 
 from proxy.config.models import BackendConfig, HealthCheck
 from proxy.http.errors import UpstreamError
-from proxy.http.pool import ConnectionPool
+from proxy.http.pool import ConnectionPool, TlsClient
 from proxy.resilience.health import BackendHealth
 
 
@@ -21,7 +21,12 @@ class HealthChecker:
     def __init__(self, health: BackendHealth, backend: BackendConfig, check: HealthCheck) -> None:
         self._health = health
         self._check = check
-        self._pool = ConnectionPool(backend.host, backend.port, connect_timeout=check.timeout)
+        self._pool = ConnectionPool(
+            backend.host,
+            backend.port,
+            connect_timeout=check.timeout,
+            tls=TlsClient.for_backend(backend),  # an https:// backend is checked over TLS
+        )
         self._host = f"{backend.host}:{backend.port}".encode()
         self._task: asyncio.Task[None] | None = None
 

@@ -6,6 +6,10 @@ A connect error means nothing reached the backend, so any method may be
 replayed; anything else may have reached it, so only the listed methods
 (default GET, HEAD, OPTIONS: RFC 9110 §9.2.2, a proxy must not repeat
 non-idempotent requests on its own).
+
+Listed statuses are 5xx codes and, for a migration, 404/405: the answer of a
+new backend for an operation it has not built yet. Such an answer is replaced
+by the other backend's like a 5xx is, under the same method rule and budget.
 """
 
 from __future__ import annotations

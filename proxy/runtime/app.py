@@ -24,6 +24,7 @@ from proxy.observe.stats import Snapshot, Stats
 from proxy.resilience.checker import HealthChecker
 from proxy.resilience.health import HealthRegistry
 from proxy.runtime.surface import ControlSurface
+from proxy.shadow.service import ShadowService
 
 _log = structlog.get_logger("turnout")
 
@@ -59,6 +60,7 @@ class Turnout(ControlSurface):
         self.checkers: list[HealthChecker] = []
         self.service = ProxyService(self.controller.table, self.stats, self.pools, self.health)
         self.controller.attach(self.service)
+        self.shadow = ShadowService(self.service, self.stats, loaded.config.discrepancy_log)
         self.proxy_port = 0
         self.admin_port = 0
         self._admin: web.AppRunner | None = None
@@ -71,7 +73,7 @@ class Turnout(ControlSurface):
     # -- read and changed by the admin API (the rest is in ControlSurface) ------
     async def snapshot(self) -> Snapshot:
         self.stats.backend_up = self.health.up()
-        return self.stats.snapshot()
+        return {**self.stats.snapshot(), **self.shadow.snapshot_rows()}
 
     def ready(self) -> bool:
         return self.proxy_port != 0 and any(self.health.up().values())
@@ -95,7 +97,7 @@ class Turnout(ControlSurface):
         config = self.loaded.config
         await self._restart_checkers()
         if admin:  # the process with the admin API owns the state: it runs the canary
-            self.canary = CanaryRunner(self.controller, self.service.tap_factories, self.stats)
+            self.canary = CanaryRunner(self.controller, self.service, self.stats)
             await self.canary.start()  # before listening: the first request sees its step
         self.proxy_port = await self.service.start(
             config.listen.host, config.listen.port, reuse_port=reuse_port
@@ -120,6 +122,7 @@ class Turnout(ControlSurface):
         if self.canary is not None:
             await self.canary.stop()
         await self.service.stop()
+        await self.shadow.stop()  # shadows still running after the drain
 
     async def _restart_checkers(self) -> None:
         for checker in self.checkers:

@@ -295,7 +295,13 @@ STATUS_DOC: dict[str, Any] = {
          "canary": {"state": "rolled_back", "step": None},
          "backends": {"legacy": backend(10, 0, 1.5, 2), "new": backend(4, 1, 0.0004, 0.5)}},
         {"name": "public-api", "phase": "new", "percent": 100, "file_percent": 100,
-         "override": None, "canary": None, "backends": {}},
+         "override": None, "canary": None, "backends": {},
+         "shadow": {"parity": 0.75, "match": 3, "mismatch": 1, "error": 0, "dropped": 0,
+                    "routes": {"/api/public/**": [
+                        {"path": "body.items[*].price", "count": 1, "noise": False,
+                         "example": {"legacy": 20, "new": 22}},
+                        {"path": "body.id", "count": 1, "noise": True,
+                         "example": {"legacy": "a", "new": "b"}}]}}},
     ],
     "backends": {"legacy": {"up": True}, "new": {"up": False}},
 }  # fmt: skip
@@ -311,11 +317,22 @@ def test_format_status() -> None:
         assert column in header
     assert user_api.split() == [
         "user-api", "canary", "25%", "(override:", "set", "by", "127.0.0.1;", "file", "10%)",
-        "progressing", "step", "2", "41.5", "1.20%", "125ms", "0.0", "-", "-",
+        "progressing", "step", "2", "41.5", "1.20%", "125ms", "0.0", "-", "-", "-",
     ]  # fmt: skip
     assert "0% (override: canary; file 50%)" in billing
-    assert billing.split()[-6:] == ["2.0", "0.00%", "1.50s", "0.5", "25.00%", "0.4ms"]
-    assert public_api.split() == ["public-api", "new", "100%", "-", *["-"] * 6]
+    assert billing.split()[-7:] == ["2.0", "0.00%", "1.50s", "0.5", "25.00%", "0.4ms", "-"]
+    assert public_api.split() == ["public-api", "new", "100%", "-", *["-"] * 6, "75.0%", "of", "4"]
+    assert public_api.index("75.0%") == header.index("SHADOW PARITY")
+    assert lines[6:10] == [
+        "",
+        "public-api /api/public/**: differing fields",
+        "  1x body.items[*].price  e.g. 20 vs 22",
+        "  1x body.id (noise)  e.g. 'a' vs 'b'",
+    ]
+    assert lines[10:] == [  # then each canary (tests/canary has one with a verdict)
+        "", "canary user-api: progressing step 2", "  no judgement yet",
+        "", "canary billing: rolled_back", "  no judgement yet",
+    ]  # fmt: skip
     for row in (user_api, billing, public_api):  # the columns line up under the header
         assert row.index(row.split()[1]) == header.index("PHASE")
     assert user_api.index("progressing") == header.index("CANARY")

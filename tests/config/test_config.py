@@ -256,6 +256,19 @@ def test_yaml_merge_keys_and_on_key_are_understood() -> None:
     assert config.flags["f"].fallback is not None and config.flags["f"].fallback.on == ["reset"]
 
 
+def test_fallback_accepts_what_new_has_not_built_yet() -> None:
+    """404, 405 and 501 (and quoted forms) besides 5xx and the transport failures."""
+    config = parse_config(
+        yaml("""
+        backends: {legacy: {url: "http://a"}, new: {url: "http://b"}}
+        flags:
+          f: {fallback: {on: [connect_error, 404, "405", 501, 503]}}
+    """)
+    )
+    fallback = config.flags["f"].fallback
+    assert fallback is not None and fallback.on == ["connect_error", 404, 405, 501, 503]
+
+
 def test_config_hash_is_sha256_of_the_text() -> None:
     assert config_hash("a: 1\n") == hashlib.sha256(b"a: 1\n").hexdigest()
     assert config_hash("a: 1\n") != config_hash("a: 2\n")
@@ -390,14 +403,15 @@ def test_issue_format() -> None:
         ),
         # fallback triggers, normalize literals, canary steps
         (
-            BACKENDS + "flags:\n  f:\n    fallback: {on: [timeout, 404]}\n",
-            "c.yaml:6: flags.f.fallback.on[1]: status 404 is not a 5xx code (500..599)",
+            BACKENDS + "flags:\n  f:\n    fallback: {on: [timeout, 404, 403]}\n",
+            "c.yaml:6: flags.f.fallback.on[2]: status 403 cannot trigger a fallback: "
+            "expected a 5xx code (500..599), 404 or 405",
         ),
         (
             BACKENDS + "flags:\n  f:\n    shadow:\n      percent: 1\n      compare:\n"
             "        normalize: [uuids]\n",
-            "c.yaml:9: flags.f.shadow.compare.normalize[0]: must be 'uuid', 'iso_timestamp' or "
-            "'unordered_lists', got 'uuids'",
+            "c.yaml:9: flags.f.shadow.compare.normalize[0]: must be 'uuid', 'iso_timestamp', "
+            "'unordered_lists', 'float_tolerance' or 'case_insensitive_keys', got 'uuids'",
         ),
         (
             BACKENDS + "flags:\n  f:\n    canary:\n      steps: [1, 5, 5]\n",

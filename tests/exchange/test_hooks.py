@@ -27,7 +27,9 @@ class RecordingTap:
             self.events.append(("request_body", None))
         self.request_body += data
 
-    def response_head(self, exchange: Exchange, status: int) -> None:
+    def response_head(
+        self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         self.events.append(("response_head", status))
 
     def response_body_chunk(self, exchange: Exchange, data: bytes) -> None:

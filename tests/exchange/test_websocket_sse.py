@@ -214,3 +214,43 @@ async def test_a_websocket_firehose_to_a_slow_client_is_held_back_not_buffered(
     writer.close()
     assert sent[0] < 64 * 1024 * 1024, f"backend pushed {sent[0]} bytes into the proxy"
     assert proxy_buffered < 1024 * 1024
+
+
+async def test_a_half_close_in_a_tunnel_loses_no_bytes_either_way(
+    start_turnout: StartTurnout,
+) -> None:
+    """The client sends 8 MiB and half-closes at once while the backend is slow to read:
+    every byte must still reach the backend, and the backend's last words the client."""
+    total = 8 * 1024 * 1024
+    got = asyncio.get_running_loop().create_future()
+
+    async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                     b"connection: upgrade\r\n\r\n")  # fmt: skip
+        await writer.drain()
+        await asyncio.sleep(0.5)  # let the proxy's buffer toward us fill up
+        received = 0
+        while chunk := await reader.read(65536):
+            received += len(chunk)
+        writer.write(b"bye after %d" % received)  # then our own half-close
+        writer.write_eof()
+        got.set_result(received)
+        await asyncio.sleep(0.5)
+        writer.close()
+
+    server = await asyncio.start_server(slow_reader, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        turnout = await start_turnout(url, url)
+        reader, writer = await asyncio.open_connection("127.0.0.1", turnout.proxy_port)
+        writer.write(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n" + b"w" * total)  # fmt: skip
+        writer.write_eof()
+        async with asyncio.timeout(20):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+            assert await got == total
+            assert await reader.read() == b"bye after %d" % total
+        writer.close()
+    finally:
+        server.close()

@@ -106,6 +106,31 @@ async def test_post_that_got_503_is_not_replayed(
     assert len(legacy.seen("GET")) == 1
 
 
+@pytest.mark.parametrize("status", [404, 405, 501])
+async def test_what_new_has_not_built_falls_back_for_safe_methods_only(
+    backends: tuple[FaultyBackend, FaultyBackend], start_turnout: StartTurnout, status: int
+) -> None:
+    """A route new has not implemented yet (404, 405, 501) is served by legacy for a GET;
+    a POST gets new's answer as it is: it may have reached new's handler."""
+    legacy, new = backends
+    new.set_fault(Fault.STATUS, status=status)
+    fallback = {"on": ["connect_error", 404, 405, 501], "budget_percent": 100}
+    turnout = await start_on_new(start_turnout, legacy, new, fallback=fallback)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxy_url(turnout)) as response:
+            assert response.status == 200
+            assert response.headers["x-turnout-backend"] == "legacy"
+            assert response.headers["x-turnout-fallback"] == "1"
+        async with session.post(proxy_url(turnout), data=b"write-once") as response:
+            assert response.status == status
+            assert response.headers["x-turnout-backend"] == "new"
+    assert len(new.seen("GET")) == 1 and len(legacy.seen("GET")) == 1
+    assert len(new.seen("POST")) == 1 and legacy.seen("POST") == []
+    text = await scrape(turnout.admin_port)
+    labels = {"flag": "main", "from_backend": "new", "to_backend": "legacy"}
+    assert sample(text, "turnout_fallbacks_total", reason=str(status), **labels) == 1
+
+
 async def test_get_that_timed_out_falls_back_within_request_timeout(
     backends: tuple[FaultyBackend, FaultyBackend], start_turnout: StartTurnout
 ) -> None:

@@ -1,0 +1,211 @@
+"""A structural JSON diff with field paths, ignore patterns and noise normalisers.
+
+Paths read like ``body.items[3].price``. A small focused differ rather than a
+general library: it needs exactly three things no general one gives together —
+our path syntax (the one ``compare.ignore`` is written in), normalisers for
+the noise of real rewrites (uuids, timestamp formats, list order, float
+rounding, snake_case against camelCase keys), and a hard cap on the work and
+the output per comparison. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+MAX_DIFFS = 50
+"""Differences kept per comparison; a completely different body stops there."""
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?")
+_INDEX = re.compile(r"\[\d+\]")
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDiff:
+    """One differing field: its path and the two values (``None`` for a missing side)."""
+
+    path: str
+    legacy: Any
+    new: Any
+
+    @property
+    def pattern(self) -> str:
+        """The path with list indices generalised (``items[3]`` → ``items[*]``), the
+        unit that noise and the per-route report count."""
+        return _INDEX.sub("[*]", self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRules:
+    """How two JSON documents are compared (compiled from ``shadow.compare``)."""
+
+    ignore: tuple[re.Pattern[str], ...] = ()
+    uuid: bool = False
+    iso_timestamp: bool = False
+    unordered_lists: bool = False
+    case_insensitive_keys: bool = False
+    float_tolerance: float | None = None
+
+    def ignored(self, path: str) -> bool:
+        return any(pattern.match(path) for pattern in self.ignore)
+
+
+def ignore_pattern(text: str) -> re.Pattern[str]:
+    """``body.items[*].updatedAt`` → a regex for that path and everything below it.
+
+    ``[*]`` stands for any list index and a ``*`` segment for any key.
+    """
+    parts = re.split(r"(\[\*\]|(?<=\.)\*(?=\.|$)|^\*(?=\.))", text)
+    regex = "".join(
+        r"\[\d+\]" if part == "[*]" else r"[^.\[]+" if part == "*" else re.escape(part)
+        for part in parts
+    )
+    return re.compile(regex + r"(?=$|[.\[])")
+
+
+def diff_json(legacy: Any, new: Any, rules: DiffRules, path: str = "body") -> list[FieldDiff]:
+    """Every differing field of two parsed JSON values, at most ``MAX_DIFFS``."""
+    out: list[FieldDiff] = []
+    _diff(legacy, new, path, rules, out)
+    return out
+
+
+def _diff(legacy: Any, new: Any, path: str, rules: DiffRules, out: list[FieldDiff]) -> None:
+    if len(out) >= MAX_DIFFS or rules.ignored(path):
+        return
+    if isinstance(legacy, dict) and isinstance(new, dict):
+        _diff_objects(legacy, new, path, rules, out)
+    elif isinstance(legacy, list) and isinstance(new, list):
+        _diff_lists(legacy, new, path, rules, out)
+    elif not _same_scalar(legacy, new, rules):
+        out.append(FieldDiff(path, _shown(legacy), _shown(new)))
+
+
+def _diff_objects(
+    legacy: dict[str, Any], new: dict[str, Any], path: str, rules: DiffRules, out: list[FieldDiff]
+) -> None:
+    fold = _fold_key if rules.case_insensitive_keys else _same_key
+    if fold is _fold_key and (_collides(legacy) or _collides(new)):
+        fold = _same_key  # two keys of one object fold alike: compare them as written
+    new_by_key = {fold(key): key for key in new}
+    seen: set[str] = set()
+    for key, value in legacy.items():
+        folded = fold(key)
+        seen.add(folded)
+        other = new_by_key.get(folded)
+        child = f"{path}.{key}"
+        if other is None:
+            if not rules.ignored(child) and len(out) < MAX_DIFFS:
+                out.append(FieldDiff(child, _shown(value), None))
+        else:
+            _diff(value, new[other], child, rules, out)
+    for folded, key in new_by_key.items():
+        child = f"{path}.{key}"
+        if folded not in seen and not rules.ignored(child) and len(out) < MAX_DIFFS:
+            out.append(FieldDiff(child, None, _shown(new[key])))
+
+
+def _diff_lists(
+    legacy: list[Any], new: list[Any], path: str, rules: DiffRules, out: list[FieldDiff]
+) -> None:
+    if rules.unordered_lists:
+        legacy, new = _canonical_order(legacy, rules), _canonical_order(new, rules)
+    for index in range(max(len(legacy), len(new))):
+        child = f"{path}[{index}]"
+        if index >= len(new):
+            if not rules.ignored(child) and len(out) < MAX_DIFFS:
+                out.append(FieldDiff(child, _shown(legacy[index]), None))
+        elif index >= len(legacy):
+            if not rules.ignored(child) and len(out) < MAX_DIFFS:
+                out.append(FieldDiff(child, None, _shown(new[index])))
+        else:
+            _diff(legacy[index], new[index], child, rules, out)
+
+
+def _canonical_order(items: list[Any], rules: DiffRules) -> list[Any]:
+    """Sort a list by each element's normalised JSON, so that order does not count."""
+    return sorted(items, key=lambda item: _canonical(_normalised(item, rules)))
+
+
+def _canonical(value: Any) -> str:
+    # The standard library's encoder: orjson refuses integers beyond 64 bits.
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _normalised(value: Any, rules: DiffRules) -> Any:
+    if isinstance(value, dict):
+        fold = _fold_key if rules.case_insensitive_keys else _same_key
+        return {fold(k): _normalised(v, rules) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_normalised(v, rules) for v in value]
+    if isinstance(value, str):
+        return _normalised_text(value, rules)
+    return value
+
+
+def _same_scalar(legacy: Any, new: Any, rules: DiffRules) -> bool:
+    if legacy is new or (type(legacy) is type(new) and legacy == new):
+        return True
+    if _is_number(legacy) and _is_number(new):
+        tolerance = rules.float_tolerance
+        if tolerance is None:
+            return bool(legacy == new)
+        return math.isclose(legacy, new, rel_tol=tolerance, abs_tol=tolerance)
+    if isinstance(legacy, str) and isinstance(new, str):
+        return _normalised_text(legacy, rules) == _normalised_text(new, rules)
+    return False
+
+
+def _normalised_text(text: str, rules: DiffRules) -> str:
+    if rules.uuid and _UUID.fullmatch(text):
+        return "<uuid>"
+    if rules.iso_timestamp and _ISO.fullmatch(text):
+        return canonical_timestamp(text)
+    return text
+
+
+def canonical_timestamp(text: str) -> str:
+    """An ISO 8601 timestamp in UTC to the second: ``Z`` and ``+00:00`` alike, and the
+    fractional seconds (which rewrites round differently) dropped. Unparsable text
+    is returned as it is."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+    except ValueError:
+        return text
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.replace(microsecond=0).isoformat() + "Z"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _fold_key(key: str) -> str:
+    """``created_at``, ``createdAt`` and ``CreatedAt`` are one key."""
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def _collides(value: dict[str, Any]) -> bool:
+    return len({_fold_key(key) for key in value}) < len(value)
+
+
+def _same_key(key: str) -> str:
+    return key
+
+
+def _shown(value: Any) -> Any:
+    """A value as the report shows it: containers summarised, long text cut."""
+    if isinstance(value, dict):
+        return f"<object with {len(value)} keys>"
+    if isinstance(value, list):
+        return f"<list of {len(value)}>"
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + "…"
+    return value

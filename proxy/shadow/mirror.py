@@ -1,0 +1,124 @@
+"""The shadow's view of a request: tee the request and the primary's answer.
+
+A ``ShadowTap`` is opened for a sampled request of a shadowed flag. It keeps a
+copy of the request body and of the primary's answer as they stream (up to
+``shadow.max_body_bytes``; beyond, the shadow is dropped and counted). When the
+exchange is done — the client already has its answer — it hands everything to
+the ``ShadowService``, which sends the copy to the other backend off the
+client's path. Nothing here waits or does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from proxy.exchange.hooks import ExchangeTap, Outcome
+from proxy.http.outgoing import upstream_head
+from proxy.shadow.compare import Observed
+
+if TYPE_CHECKING:
+    from proxy.exchange.exchange import Exchange
+    from proxy.shadow.service import ShadowFlag, ShadowService
+
+SHADOW_HEADER = b"x-turnout-shadow: 1\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRequest:
+    """Everything a shadow needs once the exchange is over (no reference to it)."""
+
+    flag: ShadowFlag
+    request_id: str  # the sampling key (calibration samples on it too)
+    route: str
+    method: str
+    path: str
+    head: bytes  # the request head for the other backend, marked as a shadow
+    body: bytes
+    primary_backend: int
+    primary: Observed
+    secrets: list[tuple[bytes, bytes]]  # request headers, for redaction
+
+
+class ShadowTap(ExchangeTap):
+    __slots__ = (
+        "_body",
+        "_flag",
+        "_headers",
+        "_over",
+        "_request_id",
+        "_response",
+        "_service",
+        "_status",
+    )
+
+    def __init__(self, flag: ShadowFlag, service: ShadowService, request_id: str) -> None:
+        self._flag = flag
+        self._service = service
+        self._request_id = request_id
+        self._body = bytearray()
+        self._response = bytearray()
+        self._status = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._over = False
+
+    def request_head_sent(self, exchange: Exchange, backend: int) -> None:
+        pass
+
+    def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:
+        self._keep(self._body, data)
+
+    def response_head(
+        self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self._status, self._headers = status, headers
+        self._response.clear()  # a fallback attempt's answer replaces the first one
+
+    def response_body_chunk(self, exchange: Exchange, data: bytes) -> None:
+        self._keep(self._response, data)
+
+    def finished(self, exchange: Exchange, outcome: Outcome, status: int) -> None:
+        if outcome == "cancelled" or exchange.fell_back or self._status in (0, 101):
+            return  # nothing whole to compare: the client went away, or it fell back
+        if self._over:
+            self._service.drop(self._flag, "body_too_large")
+        elif _is_stream(self._headers):
+            self._service.drop(self._flag, "stream")
+        else:
+            self._service.launch(self._request(exchange))
+
+    def _keep(self, kept: bytearray, data: bytes) -> None:
+        if self._over:
+            return
+        if len(kept) + len(data) > self._flag.config.max_body_bytes:
+            self._over = True
+            kept.clear()
+        else:
+            kept += data
+
+    def _request(self, exchange: Exchange) -> ShadowRequest:
+        request = exchange.request
+        body = bytes(self._body)
+        framing = b"content-length: %d\r\n" % len(body) if request.has_body else b""
+        head = upstream_head(request, exchange.client, framing + SHADOW_HEADER)
+        headers = self._flag.header_view(self._headers)
+        observed = Observed(self._status, headers, bytes(self._response))
+        return ShadowRequest(
+            flag=self._flag,
+            request_id=self._request_id,
+            route=exchange.route.label,
+            method=request.method,
+            path=request.path,
+            head=head,
+            body=body,
+            primary_backend=exchange.backend,
+            primary=observed,
+            secrets=[*request.raw_headers, *self._headers],
+        )
+
+
+def _is_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"content-type" and value.lower().startswith(b"text/event-stream")
+        for name, value in headers
+    )

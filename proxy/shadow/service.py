@@ -1,0 +1,251 @@
+"""The shadow service of one process: per-flag state, and the shadows in flight.
+
+For every flag with ``shadow:`` it registers a tap factory with the proxy
+service (``set_taps``), kept in step with reloads. A finished, sampled exchange
+is handed to ``launch``: the copy goes to the other backend in a task of its
+own — never awaited by the client, never retried, never counted against the
+other backend's health — and its answer is compared with the primary's.
+Bounded: ``max_in_flight`` shadows per flag; over it, shadows are dropped and
+counted. A client that disconnects does not cancel a shadow already sent;
+``stop`` cancels those still running at shutdown, after the drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from proxy.config.flags import Shadow
+from proxy.decision.sides import BACKEND_NAMES, LEGACY
+from proxy.exchange.hooks import ExchangeTap, TapFactory
+from proxy.http.errors import UpstreamError
+from proxy.http.pool import BackendTarget
+from proxy.observe.stats import Stats
+from proxy.shadow.compare import CompareRules, Observed, compare
+from proxy.shadow.discrepancies import DiscrepancyLog, redact_diff, secret_values, shown_body
+from proxy.shadow.fetch import AnswerTooLarge, fetch
+from proxy.shadow.mirror import ShadowRequest, ShadowTap
+from proxy.shadow.noise import NoiseModel
+from proxy.shadow.report import SNAPSHOT_KEYS, FlagReport, Verdict
+from proxy.shadow.sampling import calibrate_seed, sampled, shadow_seed
+
+if TYPE_CHECKING:
+    from proxy.exchange.exchange import Exchange
+    from proxy.exchange.service import ProxyService, ProxyTable
+
+_log = structlog.get_logger("turnout.shadow")
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ShadowFlag:
+    """One flag's shadowing: its compiled config, in-flight count and report.
+
+    Survives reloads (the report and the noise model keep counting); ``update``
+    takes the new config.
+    """
+
+    def __init__(self, name: str, config: Shadow) -> None:
+        self.name = name
+        self.seed = shadow_seed(name)
+        self.calibrate_seed = calibrate_seed(name)
+        self.report = FlagReport()
+        self.in_flight = 0
+        self.update(config)
+
+    def update(self, config: Shadow) -> None:
+        self.config = config
+        self.methods = frozenset(config.methods)
+        self.rules = CompareRules.from_config(config.compare)
+        self.header_names = frozenset(name.encode() for name in self.rules.headers)
+        calibrate = config.compare.calibrate
+        noise: NoiseModel = self.report.noise
+        if calibrate is not None:
+            noise.relative_threshold = calibrate.relative_threshold / 100
+            noise.absolute_threshold = calibrate.absolute_threshold / 100
+
+    def header_view(self, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+        """The compared headers of an answer, by lower-case name (first value)."""
+        view: dict[str, str] = {}
+        for name, value in headers:
+            lower = name.lower()
+            if lower in self.header_names:
+                view.setdefault(lower.decode(), value.decode("latin-1"))
+        return view
+
+
+class _Factory(TapFactory):
+    __slots__ = ("_flag", "_service")
+
+    def __init__(self, flag: ShadowFlag, service: ShadowService) -> None:
+        self._flag, self._service = flag, service
+
+    def open(self, exchange: Exchange) -> ExchangeTap | None:
+        request, flag = exchange.request, self._flag
+        if request.upgrade or request.method not in flag.methods:
+            return None
+        request_id = self._service.request_id(request.headers)
+        if not sampled(request_id, flag.seed, flag.config.percent):
+            return None
+        length = request.content_length
+        if length is not None and length > flag.config.max_body_bytes:
+            self._service.drop(flag, "body_too_large")
+            return None
+        return ShadowTap(flag, self._service, request_id)
+
+
+class ShadowService:
+    def __init__(self, proxy: ProxyService, stats: Stats, discrepancy_log: str | None) -> None:
+        self._proxy = proxy
+        self._stats = stats
+        self.flags: dict[str, ShadowFlag] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count()
+        self._targets: tuple[BackendTarget, BackendTarget] = proxy.table.backends
+        self._timeout = proxy.table.config.request_timeout
+        self.log = DiscrepancyLog(discrepancy_log)
+        proxy.table_listeners.append(self.apply)
+        self.apply(proxy.table)
+
+    def apply(self, table: ProxyTable) -> None:
+        """Follow a (re)loaded config: flags gained, changed or lost a shadow."""
+        self._targets, self._timeout = table.backends, table.config.request_timeout
+        factories: dict[str, TapFactory] = {}
+        for name, rule in table.flags.items():
+            config = rule.config.shadow
+            if config is None:
+                continue
+            flag = self.flags.get(name)
+            if flag is None:
+                flag = self.flags[name] = ShadowFlag(name, config)
+            else:
+                flag.update(config)
+            factories[name] = _Factory(flag, self)
+        self._proxy.set_taps("shadow", factories)
+
+    def request_id(self, headers: dict[str, str]) -> str:
+        """``x-request-id`` when the request has one, else a process-local counter."""
+        return headers.get("x-request-id") or f"turnout-{next(self._ids)}"
+
+    # -- launching -------------------------------------------------------------
+    def drop(self, flag: ShadowFlag, reason: str) -> None:
+        flag.report.count_dropped(reason)
+        self._count(flag, "dropped")
+
+    def launch(self, shadow: ShadowRequest) -> None:
+        flag = shadow.flag
+        if flag.in_flight >= flag.config.max_in_flight:
+            self.drop(flag, "in_flight")
+            return
+        flag.in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._run(shadow))
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._finished(flag, done))
+
+    def _finished(self, flag: ShadowFlag, task: asyncio.Task[None]) -> None:
+        flag.in_flight -= 1
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("shadow_failed", flag=flag.name, error=repr(task.exception()))
+
+    async def stop(self) -> None:
+        """Cancel the shadows still running (call after the proxy has drained)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.log.close()
+
+    # -- one shadow --------------------------------------------------------------
+    async def _run(self, shadow: ShadowRequest) -> None:
+        flag = shadow.flag
+        other = self._targets[1 - shadow.primary_backend]
+        secrets = list(shadow.secrets)
+        try:
+            answer = await self._fetch(other, shadow, secrets)
+        except AnswerTooLarge:
+            self.drop(flag, "body_too_large")
+            return
+        except (UpstreamError, TimeoutError, OSError) as error:
+            flag.report.count_error()
+            self._count(flag, "error")
+            _log.info("shadow_error", flag=flag.name, route=shadow.route, error=str(error))
+            return
+        if shadow.primary_backend == LEGACY:
+            legacy, new = shadow.primary, answer
+        else:
+            legacy, new = answer, shadow.primary
+        verdict = flag.report.judge(shadow.route, compare(legacy, new, flag.rules))
+        self._count(flag, verdict.result)
+        if verdict.result == "mismatch":
+            self._log_mismatch(shadow, legacy, new, verdict, secrets)
+        calibrate = flag.config.compare.calibrate
+        if (
+            calibrate is not None
+            and shadow.method in _SAFE
+            and sampled(shadow.request_id, flag.calibrate_seed, calibrate.percent)
+        ):
+            await self._calibrate(shadow)
+
+    async def _calibrate(self, shadow: ShadowRequest) -> None:
+        """Ask the primary's backend again: what differs now is that backend's noise."""
+        flag = shadow.flag
+        try:
+            again = await self._fetch(self._targets[shadow.primary_backend], shadow, [])
+        except (AnswerTooLarge, UpstreamError, TimeoutError, OSError):
+            return
+        within = compare(shadow.primary, again, flag.rules)
+        flag.report.noise.record_within(diff.pattern for diff in within)
+
+    async def _fetch(
+        self, target: BackendTarget, shadow: ShadowRequest, secrets: list[tuple[bytes, bytes]]
+    ) -> Observed:
+        """The backend's answer to the shadow copy; its headers join ``secrets``."""
+        flag = shadow.flag
+        async with asyncio.timeout(self._timeout):
+            status, headers, body = await fetch(
+                target, shadow.head, shadow.body, shadow.method, flag.config.max_body_bytes
+            )
+        secrets.extend(headers)
+        return Observed(status, flag.header_view(headers), body)
+
+    def _count(self, flag: ShadowFlag, result: str) -> None:
+        key = (flag.name, result)
+        self._stats.shadow[key] = self._stats.shadow.get(key, 0) + 1
+
+    def _log_mismatch(
+        self,
+        shadow: ShadowRequest,
+        legacy: Observed,
+        new: Observed,
+        verdict: Verdict,
+        secrets: list[tuple[bytes, bytes]],
+    ) -> None:
+        redacted = frozenset(shadow.flag.config.redact)
+        record: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "flag": shadow.flag.name,
+            "route": shadow.route,
+            "method": shadow.method,
+            "path": shadow.path,
+            "served_by": BACKEND_NAMES[shadow.primary_backend],
+            "status": {"legacy": legacy.status, "new": new.status},
+            "diffs": [
+                redact_diff(d, noise, redacted)
+                for noise, group in ((False, verdict.real), (True, verdict.noise))
+                for d in group
+            ],
+            "legacy_body": shown_body(legacy.body),
+            "new_body": shown_body(new.body),
+        }
+        self.log.write(record, secret_values(secrets), redacted)
+
+    def snapshot_rows(self) -> dict[str, list[list[Any]]]:
+        """Every flag's report as snapshot rows (see ``FlagReport.rows``)."""
+        merged: dict[str, list[list[Any]]] = {key: [] for key in SNAPSHOT_KEYS}
+        for name, flag in self.flags.items():
+            for key, rows in flag.report.rows(name).items():
+                merged[key].extend(rows)
+        return merged
