@@ -55,6 +55,27 @@ def no_parity(_flag: str) -> ShadowNumbers | None:
     return None
 
 
+class ShadowParity:
+    """A ``ParitySource`` over the shadow counters (``turnout_shadow_requests_total``):
+    compared = match + mismatch since the last call, None when nothing was compared.
+
+    Shadow errors are not passed on as new's errors: the counter does not say which
+    side a failed shadow went to.
+    """
+
+    def __init__(self, stats: Stats) -> None:
+        self._stats = stats
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, flag: str) -> ShadowNumbers | None:
+        counts = self._stats.shadow
+        mismatched = counts.get((flag, "mismatch"), 0)
+        now = (counts.get((flag, "match"), 0) + mismatched, mismatched)
+        before = self._seen.get(flag, (0, 0))
+        self._seen[flag] = now
+        compared = now[0] - before[0]
+        return ShadowNumbers(compared, now[1] - before[1]) if compared > 0 else None
+
 
 class CanaryRunner:
     def __init__(

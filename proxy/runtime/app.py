@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from proxy.admin.api import start_admin
-from proxy.canary.runner import CanaryRunner
+from proxy.canary.runner import CanaryRunner, ShadowParity
 from proxy.config.loader import ConfigError, LoadedConfig, read_config
 from proxy.control.controller import Controller
 from proxy.control.state import StateStore
@@ -97,7 +97,9 @@ class Turnout(ControlSurface):
         config = self.loaded.config
         await self._restart_checkers()
         if admin:  # the process with the admin API owns the state: it runs the canary
-            self.canary = CanaryRunner(self.controller, self.service, self.stats)
+            self.canary = CanaryRunner(
+                self.controller, self.service, self.stats, ShadowParity(self.stats)
+            )
             await self.canary.start()  # before listening: the first request sees its step
         self.proxy_port = await self.service.start(
             config.listen.host, config.listen.port, reuse_port=reuse_port

@@ -424,6 +424,19 @@ async def test_a_reload_starts_a_new_canary_and_stops_a_removed_one(
         await turnout.stop()
 
 
+async def test_shadow_mismatches_fail_a_step(start: Start) -> None:
+    # Every request is mirrored to the other side, and the two sides answer differently.
+    turnout = await start(
+        backend(body={"total": 1}), backend(body={"total": 2}),
+        flag={"shadow": {"percent": 100}}, max_mismatch_rate="2%",
+    )  # fmt: skip
+    async with Traffic(turnout.proxy_port):
+        await wait_until(lambda: state_of(turnout) != "progressing", timeout=DEADLINE)
+    assert (state_of(turnout), percent_of(turnout)) == ("rolled_back", 0)
+    assert last_checks(turnout)["mismatch_rate"] == "fail"
+    assert "shadow mismatch rate 100.00% > 2.00%" in runner(turnout).progress("main").reason
+
+
 async def test_a_parity_source_of_ones_own_is_asked_once_per_interval(start: Start) -> None:
     turnout = await start(backend(), backend(), max_mismatch_rate="2%")
     asked: list[str] = []
