@@ -181,18 +181,26 @@ def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:
 
 
 async def _proxy_extras(session: aiohttp.ClientSession, admin_url: str) -> ExtraColumns:
-    """Shadow parity (all shadowed flags together) from the proxy's ``/status``."""
+    """Shadow parity (all shadowed flags together) and the canaries' progress, from the
+    proxy's ``/status``."""
     try:
         async with session.get(admin_url + "/status") as response:
             document = await response.json()
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return ExtraColumns()
     compared = matched = 0
+    canaries = []
     for flag in document.get("flags", []):
         shadow = flag.get("shadow") or {}
         matched += shadow.get("match", 0)
         compared += shadow.get("match", 0) + shadow.get("mismatch", 0)
-    return ExtraColumns(shadow_parity=matched / compared if compared else None)
+        canary = flag.get("canary")
+        if canary:
+            canaries.append(f"{flag['name']} {flag['percent']:g}% {canary.get('state')}")
+    return ExtraColumns(
+        shadow_parity=matched / compared if compared else None,
+        canary_step=", ".join(canaries) or None,
+    )
 
 
 async def _live(
