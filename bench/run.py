@@ -131,7 +131,7 @@ def measure(
         runs.append(run)
         if check:
             checks.append(check)
-    if opts.profile and instance and target == "turnout-1":
+    if opts.profile and instance and target in ("turnout-1", "turnout-shadow"):
         profile_run(url, opts, instance)
     return Result(target, wrk.Summary.of(runs), checks)
 

@@ -49,7 +49,7 @@ class CanaryTap:
         return self
 
     # -- ExchangeTap: only the end matters -------------------------------------
-    def request_head_sent(self, exchange: Exchange, backend: int) -> None:
+    def request_head_sent(self, exchange: Exchange, backend: int, head: bytes) -> None:
         pass
 
     def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:

@@ -357,7 +357,7 @@ class CountingTap:
     def open(self, exchange: Exchange) -> CountingTap:
         return self
 
-    def request_head_sent(self, exchange: Exchange, backend: int) -> None:
+    def request_head_sent(self, exchange: Exchange, backend: int, head: bytes) -> None:
         pass
 
     def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:
