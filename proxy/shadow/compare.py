@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from proxy.config.flags import Compare
-from proxy.shadow.diff import DiffRules, FieldDiff, diff_json, ignore_pattern
+from proxy.shadow.diff import DiffRules, FieldDiff, diff_json, ignore_patterns
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class CompareRules:
         normalize = set(config.normalize)
         return cls(
             diff=DiffRules(
-                ignore=tuple(ignore_pattern(text) for text in config.ignore),
+                ignore=ignore_patterns(config.ignore),
                 uuid="uuid" in normalize,
                 iso_timestamp="iso_timestamp" in normalize,
                 unordered_lists="unordered_lists" in normalize,

@@ -45,7 +45,7 @@ class FieldDiff:
 class DiffRules:
     """How two JSON documents are compared (compiled from ``shadow.compare``)."""
 
-    ignore: tuple[re.Pattern[str], ...] = ()
+    ignore: re.Pattern[str] | None = None  # every ignore pattern in one regex
     uuid: bool = False
     iso_timestamp: bool = False
     unordered_lists: bool = False
@@ -53,7 +53,7 @@ class DiffRules:
     float_tolerance: float | None = None
 
     def ignored(self, path: str) -> bool:
-        return any(pattern.match(path) for pattern in self.ignore)
+        return self.ignore is not None and self.ignore.match(path) is not None
 
 
 def ignore_pattern(text: str) -> re.Pattern[str]:
@@ -61,12 +61,23 @@ def ignore_pattern(text: str) -> re.Pattern[str]:
 
     ``[*]`` stands for any list index and a ``*`` segment for any key.
     """
+    return re.compile(_ignore_regex(text))
+
+
+def ignore_patterns(texts: list[str]) -> re.Pattern[str] | None:
+    """All of ``texts`` as one regex (one match per field, however many patterns)."""
+    if not texts:
+        return None
+    return re.compile("|".join(f"(?:{_ignore_regex(text)})" for text in texts))
+
+
+def _ignore_regex(text: str) -> str:
     parts = re.split(r"(\[\*\]|(?<=\.)\*(?=\.|$)|^\*(?=\.))", text)
     regex = "".join(
         r"\[\d+\]" if part == "[*]" else r"[^.\[]+" if part == "*" else re.escape(part)
         for part in parts
     )
-    return re.compile(regex + r"(?=$|[.\[])")
+    return regex + r"(?=$|[.\[])"
 
 
 def diff_json(legacy: Any, new: Any, rules: DiffRules, path: str = "body") -> list[FieldDiff]:
