@@ -57,24 +57,27 @@ def no_parity(_flag: str) -> ShadowNumbers | None:
 
 class ShadowParity:
     """A ``ParitySource`` over the shadow counters (``turnout_shadow_requests_total``):
-    compared = match + mismatch since the last call, None when nothing was compared.
+    compared = match + mismatch since the last call, None when nothing happened.
 
-    Shadow errors are not passed on as new's errors: the counter does not say which
-    side a failed shadow went to.
+    ``new_errors(flag)`` counts the mirrored requests to new that failed (no answer,
+    or a 5xx): they are new's errors too.
     """
 
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, new_errors: Callable[[str], int] = lambda _: 0) -> None:
         self._stats = stats
-        self._seen: dict[str, tuple[int, int]] = {}
+        self._new_errors = new_errors
+        self._seen: dict[str, tuple[int, int, int]] = {}
 
     def __call__(self, flag: str) -> ShadowNumbers | None:
         counts = self._stats.shadow
         mismatched = counts.get((flag, "mismatch"), 0)
-        now = (counts.get((flag, "match"), 0) + mismatched, mismatched)
-        before = self._seen.get(flag, (0, 0))
+        now = (counts.get((flag, "match"), 0) + mismatched, mismatched, self._new_errors(flag))
+        before = self._seen.get(flag, (0, 0, 0))
         self._seen[flag] = now
-        compared = now[0] - before[0]
-        return ShadowNumbers(compared, now[1] - before[1]) if compared > 0 else None
+        compared, errors = now[0] - before[0], now[2] - before[2]
+        if compared <= 0 and errors <= 0:
+            return None
+        return ShadowNumbers(compared, now[1] - before[1], errors)
 
 
 class CanaryRunner:

@@ -111,7 +111,10 @@ class Turnout(ControlSurface):
         config = self.loaded.config
         if admin:  # the process with the admin API owns the state: it runs the canary
             self.canary = CanaryRunner(
-                self.controller, self.service, self.stats, ShadowParity(self.stats)
+                self.controller,
+                self.service,
+                self.stats,
+                ShadowParity(self.stats, self.shadow.new_errors),
             )
             await self.canary.start()  # before listening: the first request sees its step
         try:

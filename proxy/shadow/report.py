@@ -58,6 +58,7 @@ class FlagReport:
     results: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     routes: dict[str, RouteReport] = field(default_factory=dict)
+    new_errors: int = 0  # shadows to new that got no answer or a 5xx (new's errors)
 
     def judge(self, route: str, diffs: Sequence[FieldDiff]) -> Verdict:
         """Record one legacy-against-new comparison and say whether it matched."""

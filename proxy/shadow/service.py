@@ -172,10 +172,14 @@ class ShadowService:
         except (UpstreamError, TimeoutError, OSError) as error:
             flag.report.count_error()
             self._count(flag, "error")
+            if shadow.primary_backend == LEGACY:
+                flag.report.new_errors += 1  # the copy went to new, and new failed
             _log.info("shadow_error", flag=flag.name, route=shadow.route, error=str(error))
             return
         if shadow.primary_backend == LEGACY:
             legacy, new = shadow.primary, answer
+            if answer.status >= 500:
+                flag.report.new_errors += 1
         else:
             legacy, new = answer, shadow.primary
         verdict = flag.report.judge(shadow.route, compare(legacy, new, flag.rules))
@@ -242,6 +246,11 @@ class ShadowService:
             "new_body": shown_body(new.body),
         }
         self.log.write(record, secret_values(secrets), redacted)
+
+    def new_errors(self, flag: str) -> int:
+        """Mirrored requests to new that failed (no answer or a 5xx), ever, for a flag."""
+        found = self.flags.get(flag)
+        return found.report.new_errors if found is not None else 0
 
     def snapshot_rows(self) -> dict[str, list[list[Any]]]:
         """Every flag's report as snapshot rows (see ``FlagReport.rows``)."""

@@ -284,6 +284,7 @@ async def test_a_failing_shadow_backend_is_counted_as_error_and_never_ejected(
     for _ in range(5):
         assert (await get(turnout)).status == 200
     assert await compared(turnout, 5) == {"error": 5}
+    assert turnout.shadow.new_errors("main") == 5  # new's errors, for the canary
     assert turnout.health.backends[1].ejections == 0
     assert turnout.stats.upstream_errors == {}
 
