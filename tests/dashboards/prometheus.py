@@ -98,8 +98,7 @@ def start_prometheus(tmp_path: Path) -> Iterator[Any]:
             f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=1h",
         ]
-        with log.open("wb") as output:
-            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        process = _spawn(command, log)
         started.append(process)
         prometheus = Prometheus(process, f"http://127.0.0.1:{port}", log)
         await _wait_ready(prometheus)
@@ -113,6 +112,11 @@ def start_prometheus(tmp_path: Path) -> Iterator[Any]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as output:
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
 
 
 async def _wait_ready(prometheus: Prometheus, timeout: float = 30) -> None:

@@ -92,7 +92,8 @@ def _schema_check(tmp_path: Path, board: dict[str, object]) -> subprocess.Comple
     source.write_text(json.dumps(board))
     wrapped = SCHEMA_CHECK / "generated" / f"test-{os.getpid()}.ts"
     try:
-        subprocess.run(["node", "wrap.mjs", str(source), str(wrapped)], cwd=SCHEMA_CHECK, check=True)
+        wrap = ["node", "wrap.mjs", str(source), str(wrapped)]
+        subprocess.run(wrap, cwd=SCHEMA_CHECK, check=True)
         tsc = [
             "node_modules/.bin/tsc", "--noEmit", "--strict", "--skipLibCheck",
             "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022",

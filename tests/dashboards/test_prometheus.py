@@ -138,7 +138,8 @@ async def scraped_turnout(
 ) -> AsyncIterator[Prometheus]:
     legacy, new = await _backend(aiohttp_server, "legacy"), await _backend(aiohttp_server, "new")
     config, port, admin = _turnout_config(tmp_path, legacy, new)
-    prometheus = await start_prometheus([f"127.0.0.1:{admin}"], _rules_with_short_durations(tmp_path))
+    rules = _rules_with_short_durations(tmp_path)
+    prometheus = await start_prometheus([f"127.0.0.1:{admin}"], rules)
     process = await start_serve(config, "--workers", "2")
     traffic: asyncio.Task[None] | None = None
     try:
@@ -174,7 +175,7 @@ async def test_every_panel_query_parses_and_the_panels_fill_with_data(
         await prometheus.query(as_sent(expr))  # parses; transitions may not have happened
     assert set(empty) <= CANARY_PANELS
     titled = {panel["title"] for panel in panels(board) if panel["type"] != "row"}
-    assert CANARY_PANELS <= titled
+    assert titled >= CANARY_PANELS
 
 
 async def test_the_error_rate_alert_fires_for_the_failing_new_backend(
