@@ -44,6 +44,12 @@ __all__ = ["start_prometheus"]  # the fixture, used by name
 # roll back) then has to fill the canary panels and fire TurnoutCanaryRolledBack.
 CANARY_READY = False
 CANARY_PANELS = {"Canary state", "Canary judgements"}
+SILENT_ALERTS = (
+    "TurnoutBackendDown",
+    "TurnoutNoTrafficToNew",
+    "TurnoutConfigReloadFailed",
+    "TurnoutWorkersRestarting",
+)
 DATA_TIMEOUT = 60.0  # the first sample takes ~6 s; a busy 2-core machine gets ten times that
 
 
@@ -190,6 +196,14 @@ async def test_the_error_rate_alert_fires_for_the_failing_new_backend(
         'ALERTS{alertname="TurnoutNewErrorRateAboveLegacy", alertstate="firing", flag="items"}',
         DATA_TIMEOUT,
     )
+    # Half the shadowed ids are priced differently by new: far above the 5 % threshold.
+    await prometheus.wait_for_data(
+        'ALERTS{alertname="TurnoutShadowMismatchRate", alertstate="firing", flag="items"}',
+        DATA_TIMEOUT,
+    )
+    # Both backends answer, new gets its share, no reload, no worker exit: silent,
+    # although every ``for:`` is 1 s here.
+    assert not await prometheus.query(f'ALERTS{{alertname=~"{"|".join(SILENT_ALERTS)}"}}')
 
 
 @pytest.mark.skipif(not CANARY_READY, reason="the automated canary is not merged yet")
