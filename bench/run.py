@@ -29,7 +29,10 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
 from bench import nginx, procs, pyspy, turnout, wrk
 from bench.procs import tail
 
-TARGETS = ("backend", "nginx", "turnout-1", "turnout-2")
+TARGETS = ("backend", "nginx", "turnout-1", "turnout-2", "turnout-shadow")
+# Turnout targets: (workers, shadow every GET of the flag)
+_TURNOUT = {"turnout-1": (1, False), "turnout-2": (2, False), "turnout-shadow": (1, True),
+            "baseline-1": (1, False)}  # fmt: skip
 ALIASES = {"turnout": ("turnout-1", "turnout-2"), "all": TARGETS}
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_RATIO = 0.35  # Turnout 1 worker vs nginx 1 worker, wrk -t1 -c50
@@ -128,7 +131,7 @@ def measure(
         runs.append(run)
         if check:
             checks.append(check)
-    if opts.profile and instance and target == "turnout-1":
+    if opts.profile and instance and target in ("turnout-1", "turnout-shadow"):
         profile_run(url, opts, instance)
     return Result(target, wrk.Summary.of(runs), checks)
 
@@ -191,9 +194,11 @@ def run_target(target: str, opts: Options, backends: nginx.Backends) -> Result:
     if target == "nginx":
         with nginx.proxy(opts.workdir / "nginx-proxy", backends) as (url, pid):
             return measure(target, url, opts, None, pid)
-    workers = int(target.rsplit("-", 1)[1])
+    workers, shadow = _TURNOUT[target]
     repo = opts.baseline if target == "baseline-1" else None
-    with turnout.running(opts.workdir / target, backends, workers, opts.loop, repo) as inst:
+    with turnout.running(
+        opts.workdir / target, backends, workers, opts.loop, repo, shadow
+    ) as inst:
         try:
             result = measure(target, inst.url, opts, inst, inst.pid)
         except Exception:

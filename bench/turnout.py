@@ -39,7 +39,7 @@ sticky:
 flags:
   bench:
     percent: 30
-
+{shadow}
 routes:
   - {{path: "/**", flag: bench}}
 """
@@ -53,13 +53,20 @@ class Instance:
     log: Path
 
 
-def config(workdir: Path, backends: Backends, port: int, admin_port: int) -> str:
+# Every GET mirrored; the two bench backends differ only in their `side` field.
+_SHADOW = "    shadow: {percent: 100, max_in_flight: 1000, compare: {ignore: [body.side]}}\n"
+
+
+def config(
+    workdir: Path, backends: Backends, port: int, admin_port: int, shadow: bool = False
+) -> str:
     return _CONFIG.format(
         port=port,
         admin_port=admin_port,
         workdir=workdir,
         legacy=backends.url("legacy"),
         new=backends.url("new"),
+        shadow=_SHADOW if shadow else "",
     )
 
 
@@ -83,13 +90,14 @@ def running(
     workers: int,
     loop: str | None = None,
     repo: Path | None = None,
+    shadow: bool = False,
 ) -> Iterator[Instance]:
     """Start Turnout (from ``repo``, default this checkout), wait for /readyz, yield,
     then SIGTERM (then SIGKILL)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, admin_port = procs.free_port(), procs.free_port()
     cfg = workdir / "config.yaml"
-    cfg.write_text(config(workdir, backends, port, admin_port))
+    cfg.write_text(config(workdir, backends, port, admin_port, shadow))
     env = dict(os.environ)
     if loop:
         env["TURNOUT_LOOP"] = loop

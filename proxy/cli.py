@@ -98,7 +98,8 @@ def _workers(text: str) -> int:
 
 
 def _add_admin_commands(commands: Any) -> None:
-    """`status`, `set`, `rollback`, `resume`: runtime control through the admin API."""
+    """`status`, `set`, `rollback`, `resume`, `promote`: runtime control through the admin
+    API."""
     _admin_parser(
         commands,
         "status",
@@ -133,10 +134,21 @@ def _add_admin_commands(commands: Any) -> None:
         "resume",
         "clear a flag's override: back to the file",
         "Clear a flag's runtime override (set or rollback): the flag follows the config "
-        "file's percent again. Without an override it changes nothing and says so.",
+        "file's percent again, and a paused or rolled-back canary restarts. Without an "
+        "override it changes nothing and says so.",
         epilog=_TOKEN_EPILOG,
     )
     resume.add_argument("flag")
+    promote = _admin_parser(
+        commands,
+        "promote",
+        "pass a canary's confirm_promotion gate: the flag to 100%%",
+        "Promote a flag whose canary holds at its last step (canary.confirm_promotion): "
+        "the flag goes to 100 %% and the canary ends as promoted. Refused for a flag "
+        "without a canary or with a rolled-back one.",
+        epilog=_TOKEN_EPILOG,
+    )
+    promote.add_argument("flag")
 
 
 def _percent(text: str) -> float:

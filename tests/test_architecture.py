@@ -12,13 +12,25 @@ from pathlib import Path
 
 PROXY = Path(__file__).resolve().parents[1] / "proxy"
 
-PURE = ("decision", "resilience/fallback.py", "resilience/health.py", "observe/stats.py")
+PURE = (
+    "decision",
+    "resilience/fallback.py",
+    "resilience/health.py",
+    "observe/stats.py",
+    "canary/statistics.py",
+    "canary/window.py",
+    "canary/judge.py",
+    "canary/machine.py",
+)
 PURE_MAY_IMPORT = (
     "proxy.config.",
     "proxy.decision.",
     "proxy.resilience.fallback",
     "proxy.resilience.health",
     "proxy.observe.stats",
+    "proxy.canary.statistics",
+    "proxy.canary.window",
+    "proxy.canary.judge",
 )
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess", "aiohttp", "httptools"}
 TOP_LEVEL_LIMIT = 5  # __init__, __main__, cli, log and at most one more

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from proxy.canary.machine import CanaryRefused
 from proxy.config.values import parse_percent
 from proxy.control.controller import RolledBack, UnknownFlag
 from proxy.control.state import FlagOverride
@@ -48,6 +49,8 @@ class Control(Protocol):
     def ready(self) -> bool: ...
 
     def overrides(self) -> dict[str, FlagOverride]: ...
+
+    def canary_status(self) -> dict[str, dict[str, Any]]: ...
 
     async def mutate(
         self, action: str, flag: str | None, who: str, percent: float | None = None
@@ -111,6 +114,7 @@ def _read_routes(app: web.Application, control: Control, coverage: LiveCoverage)
             control.overrides(),
             control.rates.rates(),
             await coverage.view(table),
+            control.canary_status(),
         )
         return _json(document)
 
@@ -146,6 +150,8 @@ def _mutation_routes(app: web.Application, control: Control) -> None:
             return _error(404, "unknown_flag", f"no flag named {flag!r}")
         except RolledBack as refused:
             return _error(409, "rolled_back", str(refused))
+        except CanaryRefused as refused:
+            return _error(409, "canary_refused", str(refused))
 
     async def set_percent(request: web.Request) -> web.Response:
         return await change(request, "percent", request.match_info["name"])
@@ -159,9 +165,13 @@ def _mutation_routes(app: web.Application, control: Control) -> None:
     async def rollback_all(request: web.Request) -> web.Response:
         return await change(request, "rollback", None)
 
+    async def promote(request: web.Request) -> web.Response:
+        return await change(request, "promote", request.match_info["name"])
+
     app.router.add_post("/flags/{name}/percent", set_percent)
     app.router.add_post("/flags/{name}/rollback", rollback)
     app.router.add_post("/flags/{name}/resume", resume)
+    app.router.add_post("/flags/{name}/promote", promote)
     app.router.add_post("/rollback", rollback_all)
 
 

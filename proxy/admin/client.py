@@ -1,4 +1,4 @@
-"""The operator side of the admin API (SPEC §2, §8): `turnout status|set|rollback|resume`.
+"""The operator side of the admin API (SPEC §2, §8): `turnout status|set|rollback|resume|promote`.
 
 ``AdminClient`` makes the HTTP calls and turns every failure into an
 ``AdminError`` carrying the CLI's exit code; the ``format_*`` functions are
@@ -7,7 +7,7 @@ pure, so the table and the one-line answers are tested without a server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -127,6 +127,9 @@ class AdminClient:
     async def resume(self, flag: str) -> dict[str, Any]:
         return await self._call("POST", f"/flags/{quote(flag, safe='')}/resume", flag=flag)
 
+    async def promote(self, flag: str) -> dict[str, Any]:
+        return await self._call("POST", f"/flags/{quote(flag, safe='')}/promote", flag=flag)
+
     async def rollback_all(self) -> dict[str, Any]:
         return await self._call("POST", "/rollback")
 
@@ -206,7 +209,8 @@ def _describe(exc: BaseException, timeout: float) -> str:
 async def run_admin_command(
     client: AdminClient, command: str, flag: str | None = None, percent: float | None = None
 ) -> str:
-    """One CLI command (``status``, ``set``, ``rollback``, ``resume``) -> the text to print.
+    """One CLI command (``status``, ``set``, ``rollback``, ``resume``, ``promote``) -> the
+    text to print.
 
     ``rollback`` without a flag is ``rollback --all``. Raises ``AdminError``.
     """
@@ -224,6 +228,8 @@ async def run_admin_command(
             now = format_percent(answer.get("after"))
             return f"{flag}: no runtime override, nothing to resume ({now})\n"
         return format_change(answer, "override cleared")
+    if command == "promote" and flag is not None:
+        return format_change(await client.promote(flag), "promoted")
     raise AdminError(f"unknown admin command {command!r}")
 
 
@@ -267,7 +273,9 @@ def format_status(doc: Mapping[str, Any]) -> str:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         lines.append("  ".join(cells).rstrip())
     shadow = _shadow_lines(flags)
-    return "\n".join([*lines, *([""] if shadow else []), *shadow]) + "\n"
+    lines = [*lines, *([""] if shadow else []), *shadow]
+    lines.extend(format_canaries(flags))
+    return "\n".join(lines) + "\n"
 
 
 _BACKENDS = ("legacy", "new")
@@ -339,9 +347,58 @@ def _percent_cell(flag: Mapping[str, Any]) -> str:
 def _canary_cell(canary: Any) -> str:
     if not isinstance(canary, dict):
         return "-"
-    step = canary.get("step")
+    step, steps = canary.get("step"), canary.get("steps")
     state = str(canary.get("state", "?"))
-    return state if step is None else f"{state} step {step}"
+    if state == "progressing" and canary.get("holding"):
+        state = "holding"
+    if step is None or state in ("promoted", "rolled_back"):
+        return state
+    of = f"/{len(steps)}" if isinstance(steps, list) else ""
+    return f"{state} step {step}{of}"
+
+
+def format_canaries(flags: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Below the table, per canary flag: state and reason, the time to the next
+    judgement, the last verdict and each check's result with its note."""
+    lines: list[str] = []
+    for flag in flags:
+        canary = flag.get("canary")
+        if isinstance(canary, dict):
+            lines.extend(["", *_canary_lines(str(flag.get("name", "?")), canary)])
+    return lines
+
+
+def _canary_lines(name: str, canary: Mapping[str, Any]) -> list[str]:
+    head = f"canary {name}: {_canary_cell(canary)}"
+    if canary.get("reason"):
+        head += f" ({canary['reason']})"
+    following = canary.get("next_judgement_seconds")
+    if is_number(following):
+        head += f", next judgement in {following:.0f}s"
+    lines = [head]
+    last = canary.get("last")
+    if not isinstance(last, dict):
+        return [*lines, "  no judgement yet"]
+    new, legacy = last.get("new") or {}, last.get("legacy") or {}
+    lines.append(
+        f"  last verdict: {last.get('result', '?')}"
+        f" (new {new.get('requests', '?')} req, legacy {legacy.get('requests', '?')} req)"
+    )
+    for check in last.get("checks") or []:
+        if isinstance(check, dict):
+            lines.append(f"  {_check_line(check)}")
+    return lines
+
+
+def _check_line(check: Mapping[str, Any]) -> str:
+    numbers = check.get("numbers") or {}
+    shown = ", ".join(
+        f"{key}={value:.4g}" if is_number(value) else f"{key}={value}"
+        for key, value in numbers.items()
+    )
+    line = f"{check.get('name', '?')!s:<20} {check.get('result', '?')!s:<8} {shown}"
+    note = check.get("note")
+    return f"{line}  - {note}" if note else line.rstrip()
 
 
 def _backend_cells(numbers: Mapping[str, Any]) -> list[str]:

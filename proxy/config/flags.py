@@ -98,6 +98,15 @@ class Fallback(_Model):
     max_replay_body_bytes: Size = MIB
 
 
+class Judge(_Model):
+    """How sure the statistical tests (new against legacy) must be before they fail a step."""
+
+    confidence: float = Field(default=0.98, gt=0.5, lt=1.0)
+    """One-sided confidence a difference must reach to count (0.98: 2 % false alarms)."""
+    min_effect: Percent = 10.0
+    """A latency difference must also be at least this large (median shift, percent)."""
+
+
 class Canary(_Model):
     steps: list[TrafficPercent] = Field(min_length=1)
     interval: PositiveDuration = 300.0
@@ -105,9 +114,18 @@ class Canary(_Model):
     max_error_rate: Percent = 1.0
     max_p99: PositiveDuration = 0.8
     max_mismatch_rate: Percent | None = None
-    max_error_rate_increase: Percent | None = None
-    """Percent points above legacy's error rate in the same interval."""
+    max_error_rate_increase: Percent | None = 0.5
+    """Percent points above legacy's error rate in the same interval (two-proportion test)."""
+    max_p99_increase: Percent | None = 20.0
+    """Percent above legacy's p99 in the same interval (tested on the share of slow requests)."""
+    judge: Judge = Judge()
+    max_inconclusive: int = Field(default=6, ge=1)
+    """Inconclusive intervals in a row (too little traffic) before the canary pauses."""
     failures_to_rollback: int = Field(default=2, ge=1)
+    confirm_promotion: bool = False
+    """Hold before 100 % until `turnout promote FLAG`."""
+    webhook: str | None = None
+    """POSTed a JSON body at every transition."""
     prometheus_url: str | None = None
 
     @field_validator("steps")
@@ -120,9 +138,9 @@ class Canary(_Model):
                 raise ValueError(f"steps must increase strictly, got {before:g} then {after:g}")
         return value
 
-    @field_validator("prometheus_url")
+    @field_validator("prometheus_url", "webhook")
     @classmethod
-    def _prometheus(cls, value: str | None) -> str | None:
+    def _http_url(cls, value: str | None) -> str | None:
         if value is not None:
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -14,8 +14,9 @@ from proxy.config.models import Config
 Loc = tuple[str | int, ...]
 
 NOT_ACTIVE_TOP_LEVEL: dict[str, str] = {}
-NOT_ACTIVE_PER_FLAG = {
-    "canary": "no canary moves the percent yet; the flag stays at its percent",
+NOT_ACTIVE_PER_FLAG: dict[str, str] = {}
+NOT_ACTIVE_IN_CANARY = {
+    "prometheus_url": "the canary judges this process's own numbers (fleet mode is not built)",
 }
 
 
@@ -37,6 +38,12 @@ def inactive_keys(config: Config) -> list[tuple[Loc, str]]:
             for key, why in NOT_ACTIVE_PER_FLAG.items()
             if getattr(flag, key) is not None
         )
+        if flag.canary is not None:
+            found.extend(
+                (("flags", name, "canary", key), _message(why))
+                for key, why in NOT_ACTIVE_IN_CANARY.items()
+                if getattr(flag.canary, key) is not None
+            )
     return found
 
 

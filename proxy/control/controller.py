@@ -1,6 +1,6 @@
 """Live control of one process's proxy (SPEC §6): reloads and runtime overrides.
 
-Precedence: a runtime override (``set``, ``rollback``, later the canary) beats
+Precedence: a runtime override (``set``, ``rollback``, the canary) beats
 the file's ``percent`` until ``resume``. Overrides live in the state file, so
 they survive reloads and restarts. A reload validates the whole new file
 first; an invalid one is refused, logged with every error, counted, and the
@@ -148,6 +148,24 @@ class Controller:
             return {"flag": flag, "action": "resume", "before": before, "after": before,
                     "changed": False, "message": message}  # fmt: skip
         return self._change(self.state.without(flag), "resume", flag, before, who)
+
+    def apply_canary(
+        self, flag: str, progress: dict[str, object], override: FlagOverride | None
+    ) -> None:
+        """The canary's progress for ``flag`` and, when given, its new percent, in one
+        state write (so a restart finds both or neither)."""
+        before = self.table.flags[flag].percent
+        state = self.state.with_canary(flag, progress)
+        if override is not None:
+            state = state.with_override(flag, override)
+        self.store.save(state)
+        self.apply_state(state)
+        after = self.table.flags[flag].percent
+        if after != before:
+            _audit.info(
+                "flag_changed", action=override.reason if override else "canary", flag=flag,
+                before=before, after=after, who="canary",
+            )
 
     def rollback_all(self, who: str) -> dict[str, object]:
         """The big red button: every flag to 0 %, in one state write."""

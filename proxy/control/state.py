@@ -60,6 +60,10 @@ class RuntimeState:
     def with_override(self, flag: str, override: FlagOverride) -> RuntimeState:
         return RuntimeState({**self.overrides, flag: override}, self.canary)
 
+    def with_canary(self, flag: str, progress: dict[str, Any]) -> RuntimeState:
+        """The state with ``flag``'s canary progress replaced (overrides unchanged)."""
+        return RuntimeState(self.overrides, {**self.canary, flag: progress})
+
     def without(self, flag: str) -> RuntimeState:
         """The state with ``flag``'s override removed (``resume``); canary progress stays."""
         overrides = {name: o for name, o in self.overrides.items() if name != flag}
@@ -113,8 +117,6 @@ def _override(name: str, data: Any) -> FlagOverride:
     if not isinstance(by, str) or not is_number(at):
         raise StateFormatError(f"overrides.{name}: 'by' must be a string and 'at' a number")
     return FlagOverride(float(percent), reason, by, float(at))
-
-
 
 
 class StateStore:

@@ -28,7 +28,12 @@ import yaml
 from aiohttp import web
 
 from proxy.demo.backends import SIDES, Side, start_backend
-from proxy.demo.summary import format_final_summary, format_live_line, summarize
+from proxy.demo.summary import (
+    ExtraColumns,
+    format_final_summary,
+    format_live_line,
+    summarize,
+)
 from proxy.demo.traffic import TrafficConfig, TrafficGenerator
 
 log = structlog.get_logger()
@@ -175,21 +180,53 @@ def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:
     return installed
 
 
-async def _live(generator: TrafficGenerator, traffic: asyncio.Task[Any]) -> None:
-    """Print one line per second of traffic until the generator finishes."""
+async def _proxy_extras(session: aiohttp.ClientSession, admin_url: str) -> ExtraColumns:
+    """Shadow parity (all shadowed flags together) and the canaries' progress, from the
+    proxy's ``/status``."""
+    try:
+        async with session.get(admin_url + "/status") as response:
+            document = await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return ExtraColumns()
+    compared = matched = 0
+    canaries = []
+    for flag in document.get("flags", []):
+        shadow = flag.get("shadow") or {}
+        matched += shadow.get("match", 0)
+        compared += shadow.get("match", 0) + shadow.get("mismatch", 0)
+        canary = flag.get("canary")
+        if canary:
+            canaries.append(f"{flag['name']} {flag['percent']:g}% {canary.get('state')}")
+    return ExtraColumns(
+        shadow_parity=matched / compared if compared else None,
+        canary_step=", ".join(canaries) or None,
+    )
+
+
+async def _live(
+    generator: TrafficGenerator, traffic: asyncio.Task[Any], admin_url: str
+) -> ExtraColumns:
+    """Print one line per second of traffic until the generator finishes; returns the
+    last numbers read from the proxy."""
     loop = asyncio.get_running_loop()
     started = last = loop.time()
     cursor, second = 0, 0
-    while not traffic.done():
-        second += 1
-        await asyncio.wait({traffic}, timeout=max(0.0, started + second - loop.time()))
-        now = loop.time()
-        window = generator.samples[cursor:]
-        cursor += len(window)
-        if not traffic.done() or now - last >= MIN_TAIL_WINDOW:
-            sys.stdout.write(format_live_line(second, summarize(window, now - last)) + "\n")
-            sys.stdout.flush()
-        last = now
+    extras = ExtraColumns()
+    timeout = aiohttp.ClientTimeout(total=0.5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while not traffic.done():
+            second += 1
+            await asyncio.wait({traffic}, timeout=max(0.0, started + second - loop.time()))
+            now = loop.time()
+            window = generator.samples[cursor:]
+            cursor += len(window)
+            extras = await _proxy_extras(session, admin_url)
+            if not traffic.done() or now - last >= MIN_TAIL_WINDOW:
+                line = format_live_line(second, summarize(window, now - last, extras))
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+            last = now
+    return extras
 
 
 async def _drive(topology: Topology, duration: float | None, stop: asyncio.Event) -> None:
@@ -197,12 +234,13 @@ async def _drive(topology: Topology, duration: float | None, stop: asyncio.Event
     loop = asyncio.get_running_loop()
     started = loop.time()
     traffic = asyncio.create_task(generator.run())
+    extras = ExtraColumns()
     try:
-        await _live(generator, traffic)
+        extras = await _live(generator, traffic, topology.admin_url)
     finally:
         stop.set()
         await traffic
-    final = summarize(generator.samples, loop.time() - started)
+    final = summarize(generator.samples, loop.time() - started, extras)
     sys.stdout.write("\n" + format_final_summary(final))
     sys.stdout.flush()
 

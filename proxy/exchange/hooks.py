@@ -9,7 +9,8 @@ point. A flag without factories costs nothing: the exchange keeps ``taps`` at
 
 The lifecycle points, in order:
 
-- ``request_head_sent``: the head went to a backend (again on a fallback replay);
+- ``request_head_sent``: the head (as the backend got it) went to a backend (again on
+  a fallback replay);
 - ``request_body_chunk``: a chunk of the request body went upstream;
 - ``response_head``: the answer's status and raw headers arrived, before relaying
   (again for a fallback attempt);
@@ -31,7 +32,7 @@ Outcome = Literal["done", "failed", "cancelled"]
 class ExchangeTap(Protocol):
     """One feature's view of one request. Calls must be quick and must not raise."""
 
-    def request_head_sent(self, exchange: Exchange, backend: int) -> None: ...
+    def request_head_sent(self, exchange: Exchange, backend: int, head: bytes) -> None: ...
 
     def request_body_chunk(self, exchange: Exchange, data: bytes) -> None: ...
 

@@ -58,7 +58,7 @@ async def send_request(
         taps = exchange.taps
         if taps is not None:
             for tap in taps:
-                tap.request_head_sent(exchange, exchange.backend)
+                tap.request_head_sent(exchange, exchange.backend, head)
         if framing is not None:
             if request.expect_continue and request.has_body:
                 request.expect_continue = False  # answered once, even if replayed

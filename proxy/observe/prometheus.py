@@ -114,6 +114,12 @@ def families(snapshot: Snapshot, control: ControlState) -> Iterator[Metric]:
         for state in CANARY_STATES:
             canary.add_metric([flag, state], 1.0 if state == current else 0.0)
     yield canary
+    yield _counter(
+        "turnout_canary_judgements",
+        "Canary intervals judged, by result (pass, fail, inconclusive).",
+        ["flag", "result"],
+        snapshot.get("canary_judgements", []),
+    )
     up = GaugeMetricFamily("turnout_backend_up", "1 while a backend is usable.", labels=["backend"])
     for backend, value in snapshot["backend_up"].items():
         up.add_metric([backend], float(value))

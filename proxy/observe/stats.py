@@ -97,6 +97,7 @@ class Stats:
         self.upstream_errors: dict[tuple[str, str], int] = {}
         self.fallbacks: dict[tuple[str, str, str, str], int] = {}
         self.shadow: dict[tuple[str, str], int] = {}
+        self.canary_judgements: dict[tuple[str, str], int] = {}  # (flag, result)
         self.backend_up: dict[str, int] = {"legacy": 1, "new": 1}
         self.overhead = Overhead()
 
@@ -110,6 +111,10 @@ class Stats:
     def count_upstream_error(self, backend: str, kind: str) -> None:
         key = (backend, kind)
         self.upstream_errors[key] = self.upstream_errors.get(key, 0) + 1
+
+    def count_canary_judgement(self, flag: str, result: str) -> None:
+        key = (flag, result)
+        self.canary_judgements[key] = self.canary_judgements.get(key, 0) + 1
 
     def snapshot(self) -> Snapshot:
         """Plain JSON-able numbers (lists, not tuples as keys), for /metrics and IPC."""
@@ -126,6 +131,7 @@ class Stats:
             "upstream_errors": [[*key, n] for key, n in self.upstream_errors.items()],
             "fallbacks": [[*key, n] for key, n in self.fallbacks.items()],
             "shadow": [[*key, n] for key, n in self.shadow.items()],
+            "canary_judgements": [[*key, n] for key, n in self.canary_judgements.items()],
             "backend_up": dict(self.backend_up),
             "overhead": [list(self.overhead.buckets), self.overhead.total_seconds],
         }
@@ -173,10 +179,11 @@ def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
     }
     for name in ("requests", "upstream_errors", "fallbacks", "shadow"):
         merged[name] = _merge_counts(row for s in snapshots for row in s[name])
-    # The shadow's per-route report (present when a process shadows): counts add up,
-    # a pattern is noise if any process found it so, the first example stands.
-    for name in ("shadow_diffs", "shadow_dropped"):
+    # Optional rows (a process that shadows or runs a canary): counts add up.
+    for name in ("shadow_diffs", "shadow_dropped", "canary_judgements"):
         merged[name] = _merge_counts(row for s in snapshots for row in s.get(name, ()))
+    # The shadow's per-route report: a pattern is noise if any process found it so,
+    # the first example stands.
     for name in ("shadow_noise", "shadow_examples"):
         firsts: dict[tuple[Any, ...], list[Any]] = {}
         for snapshot in snapshots:

@@ -92,6 +92,7 @@ def flag_status(
     snapshot: Snapshot,
     override: FlagOverride | None,
     rates: dict[tuple[str, str], float],
+    canary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     percent = rule.percent
     backends = _per_backend(snapshot, rule.name)
@@ -107,7 +108,7 @@ def flag_status(
         "percent": percent,
         "file_percent": rule.file_percent,
         "override": asdict(override) if override is not None else None,
-        "canary": None,
+        "canary": canary,
         "backends": backends,
         "shadow": flag_shadow_status(snapshot, rule.name) if rule.config.shadow else None,
     }
@@ -119,15 +120,18 @@ def status_document(
     overrides: Mapping[str, FlagOverride],
     rates: dict[tuple[str, str], float],
     coverage: Mapping[str, Any] | None = None,
+    canaries: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of GET /status.
 
     ``coverage`` (``proxy.coverage.report.status_coverage``, or an ``error``)
     is there when the config names the two OpenAPI documents: its ``flags``
     part goes into each flag, the rest is the document's ``coverage``.
+    ``canaries``: each canary flag's progress.
     """
+    canaries = canaries or {}
     flags = [
-        flag_status(rule, snapshot, overrides.get(name), rates)
+        flag_status(rule, snapshot, overrides.get(name), rates, canaries.get(name))
         for name, rule in table.flags.items()
     ]
     document: dict[str, Any] = {

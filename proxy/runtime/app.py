@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from proxy.admin.api import no_token_message, start_admin
+from proxy.canary.runner import CanaryRunner, ShadowParity
 from proxy.config.loader import ConfigError, LoadedConfig, read_config
 from proxy.control.controller import Controller
 from proxy.control.state import StateStore
@@ -90,10 +91,12 @@ class Turnout(ControlSurface):
         return self.proxy_port != 0 and any(self.health.up().values())
 
     async def reload(self) -> bool:
-        """Re-read the config file (SIGHUP, file change); health checks follow it."""
+        """Re-read the config file (SIGHUP, file change); health checks and canaries follow."""
         reloaded = self.controller.reload()
         if reloaded:
             await self._restart_checkers()
+            if self.canary is not None:
+                self.canary.sync()
         return reloaded
 
     async def _reload_quietly(self) -> None:
@@ -106,6 +109,11 @@ class Turnout(ControlSurface):
         """Listen, check health, watch the file. A listen address that cannot be bound
         raises ``ListenError`` after what was started is stopped again."""
         config = self.loaded.config
+        if admin:  # the process with the admin API owns the state: it runs the canary
+            self.canary = CanaryRunner(
+                self.controller, self.service, self.stats, ShadowParity(self.stats)
+            )
+            await self.canary.start()  # before listening: the first request sees its step
         try:
             self.proxy_port = await bind(
                 self.service.start(config.listen.host, config.listen.port, reuse_port=reuse_port),
@@ -135,6 +143,8 @@ class Turnout(ControlSurface):
             self._admin = None
         for checker in self.checkers:
             await checker.stop()
+        if self.canary is not None:
+            await self.canary.stop()
         await self.service.stop()
         await self.shadow.stop()  # shadows still running after the drain
 

@@ -73,6 +73,14 @@ async def supervise(loaded: LoadedConfig, count: int) -> int:
         raise StartupError("--workers > 1 needs a fixed listen port (listen: HOST:PORT)")
     probe("listen", config.listen)
     StateStore(config.state_file).load()  # a corrupt file is set aside once, here
+    canaries = sorted(name for name, flag in config.flags.items() if flag.canary is not None)
+    if canaries:
+        _log.warning(
+            "canary_inactive_with_workers",
+            flags=canaries,
+            message="the canary runs only with one worker: these flags keep their percent "
+            "and are not judged with --workers > 1",
+        )
     workers = WorkerSet(loaded, count)
     control = SupervisorControl(loaded, workers)
     admin, admin_port = await bind(

@@ -8,7 +8,11 @@ runtime change must reach besides the controller (the workers).
 
 from __future__ import annotations
 
-from proxy.control.controller import Controller, apply_mutation
+from typing import Any
+
+from proxy.canary.machine import CanaryRefused
+from proxy.canary.runner import CanaryRunner
+from proxy.control.controller import Controller, UnknownFlag, apply_mutation
 from proxy.control.state import FlagOverride
 from proxy.exchange.service import ProxyTable
 from proxy.observe.prometheus import ControlState
@@ -21,6 +25,8 @@ class ControlSurface:
     def __init__(self, controller: Controller) -> None:
         self.controller = controller
         self.rates = RateWindow()
+        self.canary: CanaryRunner | None = None
+        """The canary judge, in the process that owns the state (not with --workers)."""
 
     @property
     def table(self) -> ProxyTable:
@@ -29,6 +35,7 @@ class ControlSurface:
     def control_state(self) -> ControlState:
         return ControlState(
             flag_percent={name: rule.percent for name, rule in self.table.flags.items()},
+            canary_state={name: s["state"] for name, s in self.canary_status().items()},
             reloads=dict(self.controller.reloads),
             last_reload_success=self.controller.last_reload_success,
         )
@@ -36,7 +43,29 @@ class ControlSurface:
     def overrides(self) -> dict[str, FlagOverride]:
         return dict(self.controller.state.overrides)
 
+    def canary_status(self) -> dict[str, dict[str, Any]]:
+        return self.canary.status() if self.canary is not None else {}
+
     async def mutate(
         self, action: str, flag: str | None, who: str, percent: float | None = None
     ) -> dict[str, object]:
-        return apply_mutation(self.controller, action, flag, who, percent)
+        """An operator's change; a canary flag's canary follows it (``set`` pauses it,
+        ``resume`` restarts it, ...). ``promote`` exists for canary flags only."""
+        if action == "promote":
+            return self._promote(flag, who)
+        result = apply_mutation(self.controller, action, flag, who, percent)
+        if self.canary is not None:
+            self.canary.operator(action, flag, who)
+            if flag is not None:
+                result["after"] = self.table.flags[flag].percent
+        return result
+
+    def _promote(self, flag: str | None, who: str) -> dict[str, object]:
+        if flag is None or flag not in self.table.flags:
+            raise UnknownFlag(flag)
+        if self.canary is None:
+            raise CanaryRefused("the canary is not active in this process (--workers)")
+        before = self.table.flags[flag].percent
+        self.canary.operator("promote", flag, who)
+        after = self.table.flags[flag].percent
+        return {"flag": flag, "action": "promote", "before": before, "after": after}

@@ -8,6 +8,7 @@ traffic). The caller bounds the whole call with a timeout.
 from __future__ import annotations
 
 from proxy.http.pool import BackendTarget
+from proxy.http.upstream import UpstreamConnection
 
 
 class AnswerTooLarge(Exception):
@@ -28,15 +29,25 @@ async def fetch(
         waiter = conn.headers_done
         assert waiter is not None
         await waiter
-        chunks: list[bytes] = []
-        size = 0
-        while data := await conn.body.read(target.idle_timeout):
-            size += len(data)
-            if size > max_body:
-                raise AnswerTooLarge(f"answer larger than {max_body} bytes")
-            chunks.append(data)
+        if conn.complete:  # the common case: the answer came whole with its head
+            body = conn.body.take_all()
+        else:
+            body = await _read_body(conn, target.idle_timeout, max_body)
+        if len(body) > max_body:
+            raise AnswerTooLarge(f"answer larger than {max_body} bytes")
     except BaseException:
         conn.close()
         raise
     target.pool.release(conn)
-    return conn.status, conn.raw_headers, b"".join(chunks)
+    return conn.status, conn.raw_headers, body
+
+
+async def _read_body(conn: UpstreamConnection, idle_timeout: float, max_body: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while data := await conn.body.read(idle_timeout):
+        size += len(data)
+        if size > max_body:
+            raise AnswerTooLarge(f"answer larger than {max_body} bytes")
+        chunks.append(data)
+    return b"".join(chunks)

@@ -44,6 +44,7 @@ class ShadowTap(ExchangeTap):
     __slots__ = (
         "_body",
         "_flag",
+        "_head",
         "_headers",
         "_over",
         "_request_id",
@@ -61,9 +62,11 @@ class ShadowTap(ExchangeTap):
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._over = False
+        self._head: bytes | None = None
 
-    def request_head_sent(self, exchange: Exchange, backend: int) -> None:
-        pass
+    def request_head_sent(self, exchange: Exchange, backend: int, head: bytes) -> None:
+        if self._head is None:
+            self._head = head  # the first attempt's: what the primary got
 
     def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:
         self._keep(self._body, data)
@@ -99,8 +102,11 @@ class ShadowTap(ExchangeTap):
     def _request(self, exchange: Exchange) -> ShadowRequest:
         request = exchange.request
         body = bytes(self._body)
-        framing = b"content-length: %d\r\n" % len(body) if request.has_body else b""
-        head = upstream_head(request, exchange.client, framing + SHADOW_HEADER)
+        if self._head is not None and not request.has_body:
+            head = self._head[:-2] + SHADOW_HEADER + b"\r\n"  # the primary's, marked
+        else:  # the body goes as one piece: framed by its length
+            framing = b"content-length: %d\r\n" % len(body) if request.has_body else b""
+            head = upstream_head(request, exchange.client, framing + SHADOW_HEADER)
         headers = self._flag.header_view(self._headers)
         observed = Observed(self._status, headers, bytes(self._response))
         return ShadowRequest(

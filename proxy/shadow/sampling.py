@@ -24,7 +24,11 @@ def calibrate_seed(flag: str) -> int:
 
 def sampled(request_id: str, seed: int, percent: float) -> bool:
     """True for ``percent`` % of request ids, always the same ones for a seed."""
-    threshold = threshold_for(percent)
+    return sampled_below(request_id, seed, threshold_for(percent))
+
+
+def sampled_below(request_id: str, seed: int, threshold: int) -> bool:
+    """``sampled`` with the percent already turned into buckets (``threshold_for``)."""
     if threshold <= 0:
         return False
     return threshold >= BUCKETS or bucket_of(request_id, seed) < threshold

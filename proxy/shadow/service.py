@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from proxy.config.flags import Shadow
+from proxy.decision.bucketing import threshold_for
 from proxy.decision.sides import BACKEND_NAMES, LEGACY
 from proxy.exchange.hooks import ExchangeTap, TapFactory
 from proxy.http.errors import UpstreamError
@@ -31,7 +32,7 @@ from proxy.shadow.fetch import AnswerTooLarge, fetch
 from proxy.shadow.mirror import ShadowRequest, ShadowTap
 from proxy.shadow.noise import NoiseModel
 from proxy.shadow.report import SNAPSHOT_KEYS, FlagReport, Verdict
-from proxy.shadow.sampling import calibrate_seed, sampled, shadow_seed
+from proxy.shadow.sampling import calibrate_seed, sampled, sampled_below, shadow_seed
 
 if TYPE_CHECKING:
     from proxy.exchange.exchange import Exchange
@@ -59,6 +60,7 @@ class ShadowFlag:
     def update(self, config: Shadow) -> None:
         self.config = config
         self.methods = frozenset(config.methods)
+        self.threshold = threshold_for(config.percent)
         self.rules = CompareRules.from_config(config.compare)
         self.header_names = frozenset(name.encode() for name in self.rules.headers)
         calibrate = config.compare.calibrate
@@ -88,7 +90,7 @@ class _Factory(TapFactory):
         if request.upgrade or request.method not in flag.methods:
             return None
         request_id = self._service.request_id(request.headers)
-        if not sampled(request_id, flag.seed, flag.config.percent):
+        if not sampled_below(request_id, flag.seed, flag.threshold):
             return None
         length = request.content_length
         if length is not None and length > flag.config.max_body_bytes:
@@ -105,14 +107,13 @@ class ShadowService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count()
         self._targets: tuple[BackendTarget, BackendTarget] = proxy.table.backends
-        self._timeout = proxy.table.config.request_timeout
         self.log = DiscrepancyLog(discrepancy_log)
         proxy.table_listeners.append(self.apply)
         self.apply(proxy.table)
 
     def apply(self, table: ProxyTable) -> None:
         """Follow a (re)loaded config: flags gained, changed or lost a shadow."""
-        self._targets, self._timeout = table.backends, table.config.request_timeout
+        self._targets = table.backends
         factories: dict[str, TapFactory] = {}
         for name, rule in table.flags.items():
             config = rule.config.shadow
@@ -204,10 +205,10 @@ class ShadowService:
     ) -> Observed:
         """The backend's answer to the shadow copy; its headers join ``secrets``."""
         flag = shadow.flag
-        async with asyncio.timeout(self._timeout):
-            status, headers, body = await fetch(
-                target, shadow.head, shadow.body, shadow.method, flag.config.max_body_bytes
-            )
+        # Bounded by the backend's own timeouts (connect, response, idle).
+        status, headers, body = await fetch(
+            target, shadow.head, shadow.body, shadow.method, flag.config.max_body_bytes
+        )
         secrets.extend(headers)
         return Observed(status, flag.header_view(headers), body)
 

@@ -323,12 +323,16 @@ def test_format_status() -> None:
     assert billing.split()[-7:] == ["2.0", "0.00%", "1.50s", "0.5", "25.00%", "0.4ms", "-"]
     assert public_api.split() == ["public-api", "new", "100%", "-", *["-"] * 6, "75.0%", "of", "4"]
     assert public_api.index("75.0%") == header.index("SHADOW PARITY")
-    assert lines[6:] == [
+    assert lines[6:10] == [
         "",
         "public-api /api/public/**: differing fields",
         "  1x body.items[*].price  e.g. 20 vs 22",
         "  1x body.id (noise)  e.g. 'a' vs 'b'",
     ]
+    assert lines[10:] == [  # then each canary (tests/canary has one with a verdict)
+        "", "canary user-api: progressing step 2", "  no judgement yet",
+        "", "canary billing: rolled_back", "  no judgement yet",
+    ]  # fmt: skip
     for row in (user_api, billing, public_api):  # the columns line up under the header
         assert row.index(row.split()[1]) == header.index("PHASE")
     assert user_api.index("progressing") == header.index("CANARY")

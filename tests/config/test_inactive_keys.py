@@ -20,6 +20,7 @@ flags:
     shadow: {percent: 5}
     canary:
       steps: [10, 50]
+      prometheus_url: http://127.0.0.1:9090
   plain: {percent: 50}
 routes:
   - {path: /api/users/**, flag: user-api}
@@ -36,8 +37,8 @@ def config(tmp_path: Path) -> Path:
 
 def test_read_config_lists_every_inactive_key_with_its_line(config: Path) -> None:
     warnings = read_config(str(config)).warnings
-    # shadow and the discrepancy log are active now; the canary is not yet
-    assert [(w.line, w.path) for w in warnings] == [(9, "flags.user-api.canary")]
+    # shadow, the discrepancy log and the canary are active; the fleet judge is not
+    assert [(w.line, w.path) for w in warnings] == [(11, "flags.user-api.canary.prometheus_url")]
     for warning in warnings:
         assert warning.file == str(config)
         assert warning.message.startswith("accepted but not active yet")
@@ -53,7 +54,7 @@ def test_check_warns_on_stderr_and_still_passes(
     lines = err.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(
-        f"{config}:9: flags.user-api.canary: warning: accepted but not active yet"
+        f"{config}:11: flags.user-api.canary.prometheus_url: warning: accepted but not active"
     )
 
 

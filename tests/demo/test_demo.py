@@ -325,3 +325,8 @@ async def test_turnout_demo_runs_end_to_end_and_exits_zero() -> None:
         if line.startswith(("legacy ", "new "))
     }
     assert shares["legacy"] > 0 and shares["new"] > 0
+    # The demo shadows the orders tier: the proxy's parity shows in the summary.
+    (final,) = [line for line in output.splitlines() if line.startswith("shadow: ")]
+    parity = float(final.split()[1].rstrip("%"))
+    assert 50 <= parity <= 100  # most order reads match once format and order are folded
+    assert "canary: orders-api 10% progressing" in final  # the demo's canary, at its first step

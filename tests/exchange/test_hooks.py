@@ -19,7 +19,7 @@ class RecordingTap:
     request_body: bytearray = field(default_factory=bytearray)
     response_body: bytearray = field(default_factory=bytearray)
 
-    def request_head_sent(self, exchange: Exchange, backend: int) -> None:
+    def request_head_sent(self, exchange: Exchange, backend: int, head: bytes) -> None:
         self.events.append(("request_head_sent", backend))
 
     def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:

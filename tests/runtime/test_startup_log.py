@@ -72,7 +72,11 @@ def config_with(tmp_path: Path, **extra: Any) -> tuple[Path, int]:
 
 
 SHADOW_AND_CANARY = {
-    "main": {"percent": 50, "shadow": {"percent": 10}, "canary": {"steps": [10, 50]}}
+    "main": {
+        "percent": 50,
+        "shadow": {"percent": 10},
+        "canary": {"steps": [10, 50], "prometheus_url": "http://127.0.0.1:9090"},
+    }
 }
 
 
@@ -89,7 +93,7 @@ async def test_start_up_says_once_that_runtime_changes_and_some_keys_are_off(
     assert "TURNOUT_ADMIN_TOKEN" in missing[0]["message"]
     assert "runtime changes" in missing[0]["message"]
     inactive = {line["key"] for line in log.events("config_key_not_active")}
-    assert inactive == {"flags.main.canary"}  # shadow and discrepancy_log are active
+    assert inactive == {"flags.main.canary.prometheus_url"}  # the rest is active
     assert len(log.events("config_key_not_active")) == 1  # once, not once per worker
     assert started["workers"] == int(workers)
 
