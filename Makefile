@@ -8,7 +8,7 @@ DURATION ?=
 # the newest ones instead (to bump that file).
 CONSTRAINTS ?= -c constraints.txt
 
-.PHONY: demo test lint bench install
+.PHONY: demo test lint lint-dashboards bench install
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,29 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/turnout demo $(if $(DURATION),--duration $(DURATION))
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed lint-dashboards
 	$(BIN)/ruff check proxy tests bench
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
+
+# dashboards/: the Grafana dashboard type-checked against Grafana's own schema
+# (npm @grafana/schema + tsc) and the alert rules checked and unit-tested with
+# promtool (Debian's prometheus package). A missing tool is skipped with the
+# command to install it, except in CI (CI set), where it fails.
+SCHEMA := dashboards/schema-check
+$(SCHEMA)/node_modules/.installed: $(SCHEMA)/package-lock.json
+	cd $(SCHEMA) && npm ci --ignore-scripts --no-audit --no-fund --cache "$$PWD/.npm-cache" \
+	  && touch node_modules/.installed
+
+lint-dashboards:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(SCHEMA)/node_modules/.installed \
+	  && cd $(SCHEMA) && npm run --silent check && echo "dashboards/turnout.json: Grafana schema OK"; \
+	elif [ -n "$$CI" ]; then echo "npm is required in CI (apt-get install nodejs npm)" >&2; exit 1; \
+	else echo "npm not found: dashboard schema check skipped (apt-get install nodejs npm)"; fi
+	@if command -v promtool >/dev/null; then promtool check rules dashboards/alerts.yaml \
+	  && promtool test rules dashboards/tests/*.yaml; \
+	elif [ -n "$$CI" ]; then echo "promtool is required in CI (apt-get install prometheus)" >&2; exit 1; \
+	else echo "promtool not found: alert rule checks skipped (apt-get install prometheus)"; fi
 
 # The example pair's NestJS service (tests/examples/): exact packages from the
 # lock file, compiled with tsc. Without npm the example tests say what to install

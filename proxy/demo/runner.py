@@ -245,6 +245,14 @@ async def _drive(topology: Topology, duration: float | None, stop: asyncio.Event
     sys.stdout.flush()
 
 
+def metrics_line(topology: Topology) -> str:
+    """Where the demo's Prometheus metrics are: scrape them to watch it on the dashboard."""
+    return (
+        f"Prometheus metrics: {topology.admin_url}/metrics "
+        "(dashboard and alert rules: dashboards/, see docs/operations.md)\n"
+    )
+
+
 async def _start_backends(topology: Topology) -> list[web.AppRunner]:
     runners: list[web.AppRunner] = []
     try:
@@ -278,6 +286,7 @@ async def _with_proxy(
                 _report_proxy_failure(failure, out, err)
                 return 1
             log.info("demo.proxy_ready", pid=proc.pid, url=topology.proxy_url)
+            sys.stdout.write(metrics_line(topology))
             await _drive(topology, duration, stop)
             return 0
         finally:

@@ -63,6 +63,7 @@ class Exchange:
         "streamed_at",
         "table",
         "taps",
+        "upstream_seconds",
     )
 
     def __init__(
@@ -92,6 +93,7 @@ class Exchange:
         self.deadline = 0.0
         self.started = 0.0
         self.streamed_at = 0.0  # when a streamed response's head went to the client
+        self.upstream_seconds = 0.0  # waiting for backends: attempt start to response head
 
     async def run(self) -> bool:
         """Serve the request; returns whether the client connection may stay open."""
@@ -111,6 +113,8 @@ class Exchange:
         """Count the request; latency is the time to the response head for a stream."""
         elapsed = (self.streamed_at or perf_counter()) - self.started
         self.route.series[self.backend].observe(self.request.method, self.status, elapsed)
+        if self.upstream_seconds:  # an answer the proxy gave alone has no wait to subtract
+            self.service.stats.overhead.observe(elapsed - self.upstream_seconds)
         if self.table.config.access_log:
             self._log_access(elapsed)
         taps = self.taps
@@ -219,14 +223,18 @@ class Exchange:
 
     async def _send_and_wait(self, replay_limit: int, *, fresh: bool) -> UpstreamConnection:
         target = self.table.backends[self.backend]
-        conn = await send_request(self, target, replay_limit=replay_limit, fresh=fresh)
-        waiter = conn.headers_done
-        assert waiter is not None
+        began = perf_counter()
         try:
-            await waiter  # bounded by the connection's own response timer
-        except BaseException:
-            conn.close()
-            raise
+            conn = await send_request(self, target, replay_limit=replay_limit, fresh=fresh)
+            waiter = conn.headers_done
+            assert waiter is not None
+            try:
+                await waiter  # bounded by the connection's own response timer
+            except BaseException:
+                conn.close()
+                raise
+        finally:
+            self.upstream_seconds += perf_counter() - began
         return conn
 
     def _stale_and_repeatable(self, error: UpstreamError) -> bool:

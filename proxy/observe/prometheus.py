@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from proxy.observe.stats import DURATION_BOUNDS, Snapshot
+from proxy.observe.stats import DURATION_BOUNDS, OVERHEAD_BOUNDS, Snapshot
 
 CANARY_STATES = ("pending", "progressing", "paused", "promoted", "rolled_back")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -61,6 +61,18 @@ def _durations(rows: list[list[Any]]) -> Metric:
     return family
 
 
+def _overhead(snapshot: Snapshot) -> Metric:
+    family = HistogramMetricFamily(
+        "turnout_proxy_overhead_seconds",
+        "Time a request spent in Turnout itself: its total minus the wait for backends.",
+    )
+    buckets, total = snapshot.get("overhead") or [[0] * (len(OVERHEAD_BOUNDS) + 1), 0.0]
+    bounds = [*(repr(b) for b in OVERHEAD_BOUNDS), "+Inf"]
+    cumulative = (float(c) for c in accumulate(buckets))
+    family.add_metric([], list(zip(bounds, cumulative, strict=True)), float(total))
+    return family
+
+
 def families(snapshot: Snapshot, control: ControlState) -> Iterator[Metric]:
     """Every SPEC §9 metric family, from one snapshot."""
     yield _counter(
@@ -70,6 +82,7 @@ def families(snapshot: Snapshot, control: ControlState) -> Iterator[Metric]:
         snapshot["requests"],
     )
     yield _durations(snapshot["durations"])
+    yield _overhead(snapshot)
     yield _counter(
         "turnout_upstream_errors",
         "Failed attempts to a backend by kind (connect_error, timeout, reset, 5xx).",
@@ -117,6 +130,11 @@ def families(snapshot: Snapshot, control: ControlState) -> Iterator[Metric]:
     for result, count in control.reloads.items():
         reloads.add_metric([result], float(count))
     yield reloads
+    yield CounterMetricFamily(
+        "turnout_worker_restarts",
+        "Worker processes started again after an exit (--workers N; 0 without workers).",
+        value=float(snapshot.get("worker_restarts", 0)),
+    )
     yield GaugeMetricFamily(
         "turnout_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful config load.",

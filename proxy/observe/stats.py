@@ -31,6 +31,22 @@ DURATION_BOUNDS: tuple[float, ...] = (
     30.0,
     60.0,
 )
+# The proxy's own added latency is small: finer buckets, from 0.1 ms to 1 s.
+OVERHEAD_BOUNDS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_METHOD = "OTHER"
 
@@ -58,6 +74,21 @@ class Series:
         self.total_seconds += seconds
 
 
+class Overhead:
+    """Turnout's own added latency per request: its total time minus the time spent
+    waiting for backends (attempt start to response head). One bisect per request."""
+
+    __slots__ = ("buckets", "total_seconds")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(OVERHEAD_BOUNDS) + 1)
+        self.total_seconds = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect_left(OVERHEAD_BOUNDS, seconds)] += 1
+        self.total_seconds += seconds
+
+
 class Stats:
     """All counters of one process. Series survive config reloads (counters never go back)."""
 
@@ -68,6 +99,7 @@ class Stats:
         self.shadow: dict[tuple[str, str], int] = {}
         self.canary_judgements: dict[tuple[str, str], int] = {}  # (flag, result)
         self.backend_up: dict[str, int] = {"legacy": 1, "new": 1}
+        self.overhead = Overhead()
 
     def series_for(self, route: str, flag: str, backend: str) -> Series:
         key = (route, flag, backend)
@@ -101,6 +133,7 @@ class Stats:
             "shadow": [[*key, n] for key, n in self.shadow.items()],
             "canary_judgements": [[*key, n] for key, n in self.canary_judgements.items()],
             "backend_up": dict(self.backend_up),
+            "overhead": [list(self.overhead.buckets), self.overhead.total_seconds],
         }
 
 
@@ -126,6 +159,15 @@ def _merge_durations(rows: Iterable[list[Any]]) -> list[list[Any]]:
     return [[*key, *value] for key, value in merged.items()]
 
 
+def _merge_overhead(parts: list[list[Any]]) -> list[Any]:
+    buckets = [0] * (len(OVERHEAD_BOUNDS) + 1)
+    total = 0.0
+    for part_buckets, part_total in parts:
+        buckets = [a + b for a, b in zip(buckets, part_buckets, strict=True)]
+        total += part_total
+    return [buckets, total]
+
+
 def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
     """One snapshot for the whole server: counters add up; a backend is up only if
     every worker sees it up (passive results are per process)."""
@@ -148,6 +190,7 @@ def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
             for row in snapshot.get(name, ()):
                 firsts.setdefault(tuple(row[:3]), row)
         merged[name] = list(firsts.values())
+    merged["overhead"] = _merge_overhead([s["overhead"] for s in snapshots if "overhead" in s])
     for snapshot in snapshots:
         for backend, up in snapshot["backend_up"].items():
             merged["backend_up"][backend] = min(up, merged["backend_up"].get(backend, 1))

@@ -46,7 +46,7 @@ class SupervisorControl(ControlSurface):
 
     async def snapshot(self) -> Snapshot:
         await self.workers.snapshots()
-        return self.workers.totals.total()
+        return {**self.workers.totals.total(), "worker_restarts": self.workers.restarts}
 
     def ready(self) -> bool:
         return self.workers.started and self.workers.alive()

@@ -149,6 +149,8 @@ class WorkerSet:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.totals = WorkerTotals(count)
         self.crashes = CrashWindow()
+        self.restarts = 0
+        """Workers started again after an exit (``turnout_worker_restarts_total``)."""
         self.started = False
         """Set once ``start`` saw every worker listen (from then on exits mean restarts)."""
         self.stopping = False
@@ -203,6 +205,7 @@ class WorkerSet:
                 if self.crashes.exited(time.monotonic()):
                     return f"{self.crashes}: giving up"
                 self.processes[index] = self._spawn(index)
+                self.restarts += 1
                 waiting.add(index)
             ready = {index for index in waiting if self._listening(index)}
             if ready:

@@ -317,6 +317,8 @@ async def test_turnout_demo_runs_end_to_end_and_exits_zero() -> None:
     assert process.returncode == 0, stderr.decode()[-2000:]
     output = stdout.decode()
     assert "Turnout demo summary" in output
+    # Where to point Prometheus (and so the dashboard) at the demo's numbers.
+    assert "metrics: http://127.0.0.1:19901/metrics" in output
     shares = {
         line.split()[0]: int(line.split()[1])
         for line in output.splitlines()

@@ -70,3 +70,21 @@ def test_quantile_interpolates_within_the_bucket() -> None:
     assert quantile([0] * len(buckets), 0.99) is None
     buckets[-1] = 1000  # above the largest bound
     assert quantile(buckets, 0.99) == DURATION_BOUNDS[-1]
+
+
+def test_merged_snapshots_add_the_proxy_overhead_of_every_worker() -> None:
+    workers = [Stats(), Stats()]
+    workers[0].overhead.observe(0.0003)
+    workers[1].overhead.observe(0.0003)
+    workers[1].overhead.observe(0.2)
+    samples = _samples(render(merge_snapshots([w.snapshot() for w in workers]), ControlState()))
+    assert samples[("turnout_proxy_overhead_seconds_count", ())] == 3
+    assert samples[("turnout_proxy_overhead_seconds_bucket", (("le", "0.0005"),))] == 2
+    assert samples[("turnout_proxy_overhead_seconds_sum", ())] == pytest.approx(0.2006)
+
+
+def test_worker_restarts_are_a_counter_that_reads_zero_without_workers() -> None:
+    single = _samples(render(Stats().snapshot(), ControlState()))
+    assert single[("turnout_worker_restarts_total", ())] == 0
+    supervised = {**Stats().snapshot(), "worker_restarts": 3}
+    assert _samples(render(supervised, ControlState()))[("turnout_worker_restarts_total", ())] == 3

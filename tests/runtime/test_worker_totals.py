@@ -108,6 +108,7 @@ async def test_a_restarted_workers_counts_stay_in_the_total(
             assert requests_in(await control.snapshot()) >= before
             await asyncio.sleep(0.05)
         assert requests_in(await control.snapshot()) == before  # the new one starts at 0
+        assert (await control.snapshot())["worker_restarts"] == 1  # what the alert watches
         await traffic_until_both_workers_served(worker_set, port)
         assert requests_in(await control.snapshot()) > before
     finally:
