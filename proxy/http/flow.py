@@ -95,8 +95,11 @@ class ChunkQueue:
     Both sides use it: a request body from the client, a response body from a
     backend. Reading the socket pauses while more than ``high_water`` bytes wait
     (read backpressure) and resumes below a quarter of it. ``read`` waits at most
-    ``idle_timeout`` for the next chunk, then calls ``on_idle``, which is expected
-    to ``fail`` the queue with the error the reader should see.
+    ``idle_timeout`` for the next chunk, then calls ``on_idle(queue)``, which is
+    expected to ``fail`` the queue with the error the reader should see. (A
+    function of the queue, not a bound method of its owner: a request that held
+    its own queue holding its own method would be a reference cycle, freed only
+    by the garbage collector — one per request, and GC pauses in the tail.)
     """
 
     __slots__ = (
@@ -118,7 +121,7 @@ class ChunkQueue:
         self,
         pause: Callable[[], None],
         resume: Callable[[], None],
-        on_idle: Callable[[], None],
+        on_idle: Callable[[ChunkQueue], None],
         high_water: int,
     ) -> None:
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -194,7 +197,7 @@ class ChunkQueue:
                 return b""
             loop = asyncio.get_running_loop()
             self._waiter = loop.create_future()
-            timer = loop.call_later(idle_timeout, self._on_idle)
+            timer = loop.call_later(idle_timeout, self._on_idle, self)
             try:
                 await self._waiter
             finally:

@@ -12,6 +12,10 @@ from proxy.http.flow import ChunkQueue
 _BODY_HIGH_WATER = 256 * 1024
 
 
+def _client_body_idle(body: ChunkQueue) -> None:
+    body.fail(TimeoutError("client sent no body data in time"))
+
+
 class ReadControl(Protocol):
     """What a request body needs of its connection: stop and restart reading."""
 
@@ -59,14 +63,11 @@ class IncomingRequest:
         self.head_bytes = 0
         self.pending_bytes = 0
         self.body = ChunkQueue(
-            conn.pause_reading, conn.resume_reading, self._on_body_idle, _BODY_HIGH_WATER
+            conn.pause_reading, conn.resume_reading, _client_body_idle, _BODY_HIGH_WATER
         )
         self.body_started = False
         # The body as sent so far, kept for a fallback replay (None: not kept).
         self.replay_chunks: list[bytes] | None = None
-
-    def _on_body_idle(self) -> None:
-        self.body.fail(TimeoutError("client sent no body data in time"))
 
     @property
     def path(self) -> str:

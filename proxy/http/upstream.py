@@ -36,6 +36,7 @@ class UpstreamConnection(FlowControlledProtocol):
         self.idle_since = 0.0
         self.reused = False  # handed out again by the pool (it may have gone stale meanwhile)
         self.body = ChunkQueue(
+            # Bound methods: a cycle, but one per connection (long-lived), not per request.
             self._pause_reading, self._resume_reading, self._on_idle_timeout, _READ_HIGH_WATER
         )
         self._reset_exchange()
@@ -256,7 +257,7 @@ class UpstreamConnection(FlowControlledProtocol):
             return
         self._fail(UpstreamTimeout("backend did not answer in time"))
 
-    def _on_idle_timeout(self) -> None:
+    def _on_idle_timeout(self, _: ChunkQueue) -> None:
         self._fail(UpstreamTimeout("backend stream went idle"))
 
     def error(self) -> UpstreamError | None:
