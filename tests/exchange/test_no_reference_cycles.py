@@ -10,15 +10,22 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from tests.conftest import StartTurnout
+import pytest
+
+from tests.conftest import StartTurnout, wait_until
 from tests.support.backends import RawConnection, request_bytes
 from tests.support.raw_backend import RawBackend
 
 REQUESTS = 300
 
 
+@pytest.mark.parametrize(
+    "flag",
+    [{"percent": 0}, {"percent": 0, "shadow": {"percent": 100}}],
+    ids=["plain", "shadowed"],
+)
 async def test_requests_leave_no_cycles_for_the_garbage_collector(
-    start_turnout: StartTurnout,
+    start_turnout: StartTurnout, flag: dict[str, object]
 ) -> None:
     async def keep_alive(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int
@@ -29,7 +36,7 @@ async def test_requests_leave_no_cycles_for_the_garbage_collector(
             await writer.drain()
 
     async with RawBackend(keep_alive) as backend:
-        turnout = await start_turnout(backend.url, backend.url)
+        turnout = await start_turnout(backend.url, backend.url, flags={"main": flag})
         conn = await RawConnection.open(turnout.proxy_port)
         for _ in range(20):  # warm up: pools, caches, first-use allocations
             await conn.send(request_bytes("GET", "/warm"))
@@ -40,6 +47,7 @@ async def test_requests_leave_no_cycles_for_the_garbage_collector(
             for _ in range(REQUESTS):
                 await conn.send(request_bytes("GET", "/x", [("x-user-id", "u1")]))
                 assert (await conn.response()).status == 200
+            await wait_until(lambda: not turnout.shadow._tasks)  # shadows done too
             unreachable = gc.collect()
         finally:
             gc.enable()
