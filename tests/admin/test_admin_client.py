@@ -18,14 +18,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.admin.client import (
-    AdminClient,
-    AdminError,
-    admin_target,
-    format_change,
-    format_rollback_all,
-    format_status,
-)
+from proxy.admin.client import AdminClient, AdminError, admin_target
+from proxy.admin.render import format_change, format_rollback_all, format_status
 from proxy.cli import main
 
 TOKEN = "s3cret"
