@@ -21,6 +21,12 @@ PURE = (
     "canary/window.py",
     "canary/judge.py",
     "canary/machine.py",
+    "shadow/diff.py",
+    "shadow/compare.py",
+    "shadow/noise.py",
+    "shadow/report.py",
+    "shadow/sampling.py",
+    "shadow/summary.py",
 )
 PURE_MAY_IMPORT = (
     "proxy.config.",
@@ -31,6 +37,9 @@ PURE_MAY_IMPORT = (
     "proxy.canary.statistics",
     "proxy.canary.window",
     "proxy.canary.judge",
+    "proxy.shadow.diff",
+    "proxy.shadow.compare",
+    "proxy.shadow.noise",
 )
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess", "aiohttp", "httptools"}
 TOP_LEVEL_LIMIT = 5  # __init__, __main__, cli, log and at most one more
