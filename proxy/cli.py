@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -40,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=_workers,
         default=1,
-        metavar="N",
-        help="worker processes sharing the proxy port (SO_REUSEPORT); default 1",
+        metavar="N|auto",
+        help="worker processes sharing the proxy port (SO_REUSEPORT); auto: one per core; "
+        "default 1",
     )
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="default: info")
     serve.add_argument("--worker-socket", help=argparse.SUPPRESS)
@@ -88,12 +90,17 @@ def _command(commands: Any, name: str, help_: str, description: str) -> argparse
 
 
 def _workers(text: str) -> int:
+    """A worker count: a whole number of at least 1, or ``auto`` for one per core."""
+    if text == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     try:
         count = int(text)
     except ValueError:
         count = 0
     if count < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least 1 or 'auto', got {text!r}"
+        )
     return count
 
 

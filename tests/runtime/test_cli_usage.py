@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from proxy.cli import main
@@ -28,7 +30,7 @@ def test_workers_must_be_a_positive_whole_number(
     capsys: pytest.CaptureFixture[str], workers: str
 ) -> None:
     err = usage_error(capsys, "serve", "-c", "missing.yaml", "--workers", workers)
-    assert f"--workers: expected a whole number of at least 1, got {workers!r}" in err
+    assert f"--workers: expected a whole number of at least 1 or 'auto', got {workers!r}" in err
 
 
 def test_no_arguments_print_the_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,3 +64,11 @@ def test_each_command_help_has_a_description(
     assert description in " ".join(out.split())
     if command in ADMIN_COMMANDS_THAT_CHANGE:
         assert "TURNOUT_ADMIN_TOKEN" in out
+
+
+def test_workers_auto_is_one_per_usable_core() -> None:
+    from proxy.cli import _parser
+
+    args = _parser().parse_args(["serve", "-c", "x.yaml", "--workers", "auto"])
+    assert args.workers == len(os.sched_getaffinity(0)) >= 1
+    assert _parser().parse_args(["serve", "-c", "x.yaml", "--workers", "3"]).workers == 3
