@@ -121,7 +121,7 @@ class ProxyService:
             host,
             port,
             reuse_port=reuse_port or None,
-            backlog=1024,
+            backlog=limits.listen_backlog,
         )
         return int(self._server.sockets[0].getsockname()[1])
 

@@ -5,6 +5,8 @@ nothing it should not have."""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 from pytest_aiohttp.plugin import AiohttpServer
@@ -223,3 +225,17 @@ async def test_pipelined_requests_are_answered_in_order(
         ("GET", "/four"),
     ]
     assert recorder.seen[1].body == b"second body"
+
+
+async def test_the_listen_backlog_is_the_configured_one(start_turnout: StartTurnout) -> None:
+    """`ss` shows a listening socket's backlog in its Send-Q column."""
+    turnout = await start_turnout(
+        "http://127.0.0.1:9", "http://127.0.0.1:9", limits={"listen_backlog": 77}
+    )
+    ss = await asyncio.create_subprocess_exec(
+        "ss", "-Hltn", f"sport = :{turnout.proxy_port}", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(ss.communicate(), 10)
+    assert ss.returncode == 0
+    (line,) = out.decode().splitlines()
+    assert line.split()[2] == "77"
