@@ -7,6 +7,9 @@ DURATION ?=
 # Dev tools at the exact versions of constraints.txt; `CONSTRAINTS=` installs
 # the newest ones instead (to bump that file).
 CONSTRAINTS ?= -c constraints.txt
+# deploy/kubernetes/ is validated against these Kubernetes versions' schemas, by
+# `make lint` and by tests/deploy/ (which read this line).
+K8S_VERSIONS := 1.31 1.37
 
 .PHONY: demo test lint lint-dashboards bench install
 
@@ -25,6 +28,7 @@ lint: $(VENV)/.installed lint-dashboards
 	$(BIN)/ruff check proxy tests bench
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/kubernetes-validate --strict --quiet $(addprefix -k ,$(K8S_VERSIONS)) $(filter-out %/kustomization.yaml,$(wildcard deploy/kubernetes/*.yaml))
 
 # dashboards/: the Grafana dashboard type-checked against Grafana's own schema
 # (npm @grafana/schema + tsc) and the alert rules checked and unit-tested with
