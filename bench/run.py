@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ _TURNOUT = {"turnout-1": (1, False), "turnout-2": (2, False), "turnout-shadow": 
             "baseline-1": (1, False)}  # fmt: skip
 ALIASES = {"turnout": ("turnout-1", "turnout-2"), "all": TARGETS}
 RESULTS = Path(__file__).resolve().parent / "results"
+HISTORY = RESULTS / "history.jsonl"  # kept in git: one line per run, to see regressions
 GOAL_RATIO = 0.35  # Turnout 1 worker vs nginx 1 worker, wrk -t1 -c50
 
 
@@ -240,6 +242,7 @@ def format_table(results: list[Result]) -> str:
 def meta(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": _commit(),
         "host": platform.node(),
         "cpus": os.cpu_count(),
         "loadavg_before": os.getloadavg()[0],
@@ -320,6 +323,44 @@ def write_json(
     doc = {"meta": info, "results": [r.to_json() for r in results], "problems": problems}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {path}")
+    with HISTORY.open("a", encoding="utf-8") as history:
+        history.write(json.dumps(history_line(info, results), sort_keys=True) + "\n")
+    print(f"appended a line to {HISTORY.relative_to(HISTORY.parent.parent.parent)}")
+
+
+def history_line(info: dict[str, Any], results: list[Result]) -> dict[str, Any]:
+    """One run in a line: when, which commit, the load, and per target the medians."""
+    return {
+        "time": info["time"],
+        "commit": info.get("commit"),
+        "load": info["wrk_args"],
+        "loop": info["turnout_loop"],
+        "loadavg_before": info["loadavg_before"],
+        "targets": {
+            r.target: {
+                "rps": round(r.summary.rps),
+                "p99_ms": r.summary.p99_ms,
+                "cpu_us_per_request": r.summary.cpu_us_per_request,
+                "cpu_ratio_to_nginx": r.cpu_ratio,
+                "errors": r.summary.errors,
+            }
+            for r in results
+        },
+    }
+
+
+def _commit() -> str | None:
+    """The checked-out commit (with "+dirty" for local changes), or None outside git."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True,
+                              text=True, timeout=10, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    try:
+        head, dirty = git("rev-parse", "--short=12", "HEAD"), git("status", "--porcelain", "proxy")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 if __name__ == "__main__":
