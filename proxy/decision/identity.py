@@ -11,6 +11,8 @@ import base64
 import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import orjson
 
@@ -40,6 +42,20 @@ def jwt_claim(token: str | None, claim: str) -> str | None:
         return None
     if token[:7].lower() == "bearer ":
         token = token[7:].strip()
+    claims = jwt_claims(token)
+    if claims is None:
+        return None
+    value = claims.get(claim)
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)
+
+
+@lru_cache(maxsize=4096)
+def jwt_claims(token: str) -> Mapping[str, Any] | None:
+    """A JWT's payload (read, not verified), or None. Cached: a request reads the same
+    token for its sticky key, its user and its tenant, and a user sends the same token
+    request after request. The payload is read-only to callers."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -49,12 +65,7 @@ def jwt_claim(token: str | None, claim: str) -> str | None:
         claims = orjson.loads(decoded)
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         return None
-    if not isinstance(claims, dict):
-        return None
-    value = claims.get(claim)
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    return str(value)
+    return claims if isinstance(claims, dict) else None
 
 
 def _token(headers: Mapping[str, str], source: StickySource) -> str | None:

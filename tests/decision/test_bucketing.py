@@ -15,7 +15,7 @@ from proxy.config.models import FlagConfig, StickySource
 from proxy.decision.bucketing import BUCKETS, bucket_of, flag_seed, threshold_for
 from proxy.decision.decide import decide
 from proxy.decision.flag_rule import FlagRule
-from proxy.decision.identity import IdentityReader, cookie_value, jwt_claim
+from proxy.decision.identity import IdentityReader, cookie_value, jwt_claim, jwt_claims
 from proxy.decision.sides import LEGACY, NEW
 
 USERS = [f"user-{i}" for i in range(3000)]
@@ -178,3 +178,16 @@ def test_jwt_and_cookie_parsing_reject_garbage() -> None:
     assert cookie_value("a=1; b=2", "b") == "2"
     assert cookie_value("ab=1", "b") is None
     assert cookie_value(None, "b") is None
+
+
+def test_a_request_reads_its_jwt_once_for_key_user_and_tenant() -> None:
+    source = StickySource(kind="jwt_claim", name="access_token", claim="sub", jwt_in="cookie")
+    identity = IdentityReader.from_config([source], sticky_cookie=True)
+    token = _jwt({"sub": "once-7", "tenant": "acme"})
+    headers = {"cookie": f"access_token={token}"}
+    jwt_claims.cache_clear()
+    assert identity.sticky_key(headers, None) == "once-7"
+    assert identity.user(headers) == "once-7"
+    assert identity.tenant(headers) == "acme"
+    info = jwt_claims.cache_info()
+    assert (info.misses, info.hits) == (1, 2)  # decoded once, read three times
