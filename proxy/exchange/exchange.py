@@ -39,8 +39,14 @@ _BACKEND_LINES = tuple(b"x-turnout-backend: %b\r\n" % name.encode() for name in 
 _FALLBACK_LINE = b"x-turnout-fallback: 1\r\n"
 # RFC 9110 §9.2.2: methods a client may send twice with the effect of once.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-# The status a failed attempt counts as, by error kind (what the client would have got).
-_ERROR_STATUS = {"timeout": 504, "connect_error": 502, "reset": 502}
+# The proxy's own answer to a failed attempt, by error kind: 504 for a backend that
+# did not answer in time, 502 for an unreachable or broken one. A fallback counts the
+# failed attempt with the same status the client would have got.
+_ERROR_ANSWERS = {
+    "timeout": (504, "backend_timeout"),
+    "connect_error": (502, "backend_unreachable"),
+}
+_OTHER_ERROR = (502, "backend_error")
 _log = structlog.get_logger("turnout.proxy")
 _access_log = structlog.get_logger("turnout.access")
 
@@ -175,7 +181,7 @@ class Exchange:
                 policy.covers_error(error.kind, request.method)
             ):
                 raise
-            self._fall_back(error.kind, _ERROR_STATUS.get(error.kind, 502))
+            self._fall_back(error.kind, _ERROR_ANSWERS.get(error.kind, _OTHER_ERROR)[0])
             conn = await self._attempt(policy)
         else:
             if policy is not None and self._may_replay(
@@ -283,13 +289,8 @@ class Exchange:
 
     # -- failures -------------------------------------------------------------
     def _answer_error(self, error: UpstreamError) -> int:
-        """502 for an unreachable or broken backend, 504 for one that did not answer in time."""
-        if error.kind == "timeout":
-            status, code = 504, "backend_timeout"
-        elif error.kind == "connect_error":
-            status, code = 502, "backend_unreachable"
-        else:
-            status, code = 502, "backend_error"
+        """The proxy's JSON answer for a failed attempt (see ``_ERROR_ANSWERS``)."""
+        status, code = _ERROR_ANSWERS.get(error.kind, _OTHER_ERROR)
         message = f"{self.backend_name} backend: {error}"
         self.client.write(
             error_bytes(status, code, message, close=True, extra=self._extra_lines())

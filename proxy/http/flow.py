@@ -33,9 +33,7 @@ class WriteFlow:
         self._paused = False
         if self.on_resume is not None:
             self.on_resume()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.wake()
 
     def fail(self, error: BaseException) -> None:
         """The connection is gone: a writer waiting for room gets ``error``."""

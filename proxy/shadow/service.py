@@ -106,14 +106,12 @@ class ShadowService:
         self.flags: dict[str, ShadowFlag] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count()
-        self._targets: tuple[BackendTarget, BackendTarget] = proxy.table.backends
         self.log = DiscrepancyLog(discrepancy_log)
         proxy.table_listeners.append(self.apply)
         self.apply(proxy.table)
 
     def apply(self, table: ProxyTable) -> None:
         """Follow a (re)loaded config: flags gained, changed or lost a shadow."""
-        self._targets = table.backends
         factories: dict[str, TapFactory] = {}
         for name, rule in table.flags.items():
             config = rule.config.shadow
@@ -162,7 +160,7 @@ class ShadowService:
     # -- one shadow --------------------------------------------------------------
     async def _run(self, shadow: ShadowRequest) -> None:
         flag = shadow.flag
-        other = self._targets[1 - shadow.primary_backend]
+        other = self._proxy.table.backends[1 - shadow.primary_backend]
         secrets = list(shadow.secrets)
         try:
             answer = await self._fetch(other, shadow, secrets)
@@ -198,7 +196,8 @@ class ShadowService:
         """Ask the primary's backend again: what differs now is that backend's noise."""
         flag = shadow.flag
         try:
-            again = await self._fetch(self._targets[shadow.primary_backend], shadow, [])
+            primary = self._proxy.table.backends[shadow.primary_backend]
+            again = await self._fetch(primary, shadow, [])
         except (AnswerTooLarge, UpstreamError, TimeoutError, OSError):
             return
         within = compare(shadow.primary, again, flag.rules)
