@@ -296,7 +296,7 @@ class Limits(_Model):
     max_line_bytes: PositiveSize = 8 * KIB
     max_body_bytes: PositiveSize = 100 * MIB
     client_idle_timeout: PositiveDuration = 60.0
-    listen_backlog: int = Field(default=1024, ge=1, le=65535)
+    listen_backlog: int = Field(default=4096, ge=1, le=65535)
     """Connections the kernel queues before the proxy accepts them (the kernel caps it
     at net.core.somaxconn)."""
 

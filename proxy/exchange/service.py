@@ -19,6 +19,7 @@ from proxy.decision.table import RoutingTable
 from proxy.exchange.exchange import Exchange, count_fallback
 from proxy.exchange.hooks import TapFactory
 from proxy.http.downstream import ClientConnection
+from proxy.http.listener import Listener, open_listener
 from proxy.http.pool import BackendTarget, PoolRegistry
 from proxy.http.request import ConnectionLimits, IncomingRequest
 from proxy.observe.stats import Stats
@@ -45,7 +46,7 @@ class ProxyService:
         self._taps_by_feature: dict[str, Mapping[str, TapFactory]] = {}
         # Called with every new table (after a reload), e.g. to re-register taps.
         self.table_listeners: list[Callable[[ProxyTable], None]] = []
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._connections: set[ClientConnection] = set()
 
     def swap_table(self, table: ProxyTable) -> None:
@@ -115,15 +116,14 @@ class ProxyService:
             max_line_bytes=limits.max_line_bytes,
             idle_timeout=limits.client_idle_timeout,
         )
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: ClientConnection(self.handle, connection_limits, self._connections),
+        self._server = await open_listener(
             host,
             port,
-            reuse_port=reuse_port or None,
             backlog=limits.listen_backlog,
+            reuse_port=reuse_port,
+            factory=lambda: ClientConnection(self.handle, connection_limits, self._connections),
         )
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._server.port
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to drain_timeout), close pools."""
