@@ -30,10 +30,11 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
 from bench import nginx, procs, pyspy, turnout, wrk
 from bench.procs import tail
 
-TARGETS = ("backend", "nginx", "turnout-1", "turnout-2", "turnout-shadow")
-# Turnout targets: (workers, shadow every GET of the flag)
-_TURNOUT = {"turnout-1": (1, False), "turnout-2": (2, False), "turnout-shadow": (1, True),
-            "baseline-1": (1, False)}  # fmt: skip
+TARGETS = ("backend", "nginx", "turnout-1", "turnout-1-asyncio", "turnout-2", "turnout-shadow")
+# Turnout targets: (workers, shadow every GET of the flag, TURNOUT_LOOP or None: the default)
+_TURNOUT = {"turnout-1": (1, False, None), "turnout-1-asyncio": (1, False, "asyncio"),
+            "turnout-2": (2, False, None), "turnout-shadow": (1, True, None),
+            "baseline-1": (1, False, None)}  # fmt: skip
 ALIASES = {"turnout": ("turnout-1", "turnout-2"), "all": TARGETS}
 RESULTS = Path(__file__).resolve().parent / "results"
 HISTORY = RESULTS / "history.jsonl"  # kept in git: one line per run, to see regressions
@@ -80,7 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="wrk -t")
     p.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured load per target")
     p.add_argument("--profile", action="store_true", help="py-spy the first turnout-1 run")
-    p.add_argument("--uvloop", action="store_true", help="run Turnout with TURNOUT_LOOP=uvloop")
+    p.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), help="TURNOUT_LOOP for the Turnout targets"
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     p.add_argument(
@@ -196,10 +199,10 @@ def run_target(target: str, opts: Options, backends: nginx.Backends) -> Result:
     if target == "nginx":
         with nginx.proxy(opts.workdir / "nginx-proxy", backends) as (url, pid):
             return measure(target, url, opts, None, pid)
-    workers, shadow = _TURNOUT[target]
+    workers, shadow, loop = _TURNOUT[target]
     repo = opts.baseline if target == "baseline-1" else None
     with turnout.running(
-        opts.workdir / target, backends, workers, opts.loop, repo, shadow
+        opts.workdir / target, backends, workers, loop or opts.loop, repo, shadow
     ) as inst:
         try:
             result = measure(target, inst.url, opts, inst, inst.pid)
@@ -251,7 +254,7 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
         "wrk": wrk.version(),
         "wrk_args": {"threads": args.threads, "connections": args.connections,
                      "duration_s": args.duration, "runs": args.runs},
-        "turnout_loop": "uvloop" if args.uvloop else "asyncio",
+        "turnout_loop": args.loop or "uvloop (default)",
         "users": 10_000,
         "split": "30% new, sticky on x-user-id",
     }  # fmt: skip
@@ -293,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     load = wrk.Load(args.threads, args.connections, args.duration)
     opts = Options(load, args.runs, args.warmup, args.profile,
-                   "uvloop" if args.uvloop else None, workdir(), args.baseline)  # fmt: skip
+                   args.loop, workdir(), args.baseline)  # fmt: skip
     results: list[Result] = []
     try:
         with nginx.backend(opts.workdir / "backend") as backends:

@@ -25,7 +25,7 @@ admin:
 state_file: {workdir}/turnout-state.json
 discrepancy_log: {workdir}/turnout-discrepancies.jsonl
 drain_timeout: 2s
-
+{limits}
 backends:
   legacy:
     url: {legacy}
@@ -58,9 +58,16 @@ _SHADOW = "    shadow: {percent: 100, max_in_flight: 1000, compare: {ignore: [bo
 
 
 def config(
-    workdir: Path, backends: Backends, port: int, admin_port: int, shadow: bool = False
+    workdir: Path,
+    backends: Backends,
+    port: int,
+    admin_port: int,
+    shadow: bool = False,
+    limits: str = "",
 ) -> str:
+    """The bench config; ``limits`` is an optional ``limits:`` block (YAML lines)."""
     return _CONFIG.format(
+        limits=limits,
         port=port,
         admin_port=admin_port,
         workdir=workdir,
@@ -91,13 +98,14 @@ def running(
     loop: str | None = None,
     repo: Path | None = None,
     shadow: bool = False,
+    limits: str = "",
 ) -> Iterator[Instance]:
     """Start Turnout (from ``repo``, default this checkout), wait for /readyz, yield,
     then SIGTERM (then SIGKILL)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, admin_port = procs.free_port(), procs.free_port()
     cfg = workdir / "config.yaml"
-    cfg.write_text(config(workdir, backends, port, admin_port, shadow))
+    cfg.write_text(config(workdir, backends, port, admin_port, shadow, limits))
     env = dict(os.environ)
     if loop:
         env["TURNOUT_LOOP"] = loop
