@@ -37,18 +37,22 @@ class ShadowRequest:
     body: bytes
     primary_backend: int
     primary: Observed
-    secrets: list[tuple[bytes, bytes]]  # request headers, for redaction
+    # For redaction, read only when a mismatch is logged (not copied per shadow).
+    request_headers: list[tuple[bytes, bytes]]
+    primary_headers: list[tuple[bytes, bytes]]
 
 
 class ShadowTap(ExchangeTap):
     __slots__ = (
         "_body",
+        "_body_size",
         "_flag",
         "_head",
         "_headers",
         "_over",
         "_request_id",
         "_response",
+        "_response_size",
         "_service",
         "_status",
     )
@@ -57,8 +61,10 @@ class ShadowTap(ExchangeTap):
         self._flag = flag
         self._service = service
         self._request_id = request_id
-        self._body = bytearray()
-        self._response = bytearray()
+        # Chunks as they came (no copy: a small answer is one chunk, joined for free).
+        self._body: list[bytes] = []
+        self._response: list[bytes] = []
+        self._body_size = self._response_size = 0  # each against shadow.max_body_bytes
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._over = False
@@ -69,16 +75,19 @@ class ShadowTap(ExchangeTap):
             self._head = head  # the first attempt's: what the primary got
 
     def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:
-        self._keep(self._body, data)
+        self._body_size += len(data)
+        self._keep(self._body, self._body_size, data)
 
     def response_head(
         self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]
     ) -> None:
         self._status, self._headers = status, headers
         self._response.clear()  # a fallback attempt's answer replaces the first one
+        self._response_size = 0
 
     def response_body_chunk(self, exchange: Exchange, data: bytes) -> None:
-        self._keep(self._response, data)
+        self._response_size += len(data)
+        self._keep(self._response, self._response_size, data)
 
     def finished(self, exchange: Exchange, outcome: Outcome, status: int) -> None:
         if outcome == "cancelled" or exchange.fell_back or self._status in (0, 101):
@@ -90,25 +99,27 @@ class ShadowTap(ExchangeTap):
         else:
             self._service.launch(self._request(exchange))
 
-    def _keep(self, kept: bytearray, data: bytes) -> None:
+    def _keep(self, kept: list[bytes], size: int, data: bytes) -> None:
+        """Keep ``data``, unless ``kept`` (``size`` bytes with it) goes over the cap."""
         if self._over:
             return
-        if len(kept) + len(data) > self._flag.config.max_body_bytes:
+        if size > self._flag.config.max_body_bytes:
             self._over = True
-            kept.clear()
+            self._body.clear()
+            self._response.clear()
         else:
-            kept += data
+            kept.append(data)
 
     def _request(self, exchange: Exchange) -> ShadowRequest:
         request = exchange.request
-        body = bytes(self._body)
+        body = b"".join(self._body)
         if self._head is not None and not request.has_body:
             head = self._head[:-2] + SHADOW_HEADER + b"\r\n"  # the primary's, marked
         else:  # the body goes as one piece: framed by its length
             framing = b"content-length: %d\r\n" % len(body) if request.has_body else b""
             head = upstream_head(request, exchange.client, framing + SHADOW_HEADER)
         headers = self._flag.header_view(self._headers)
-        observed = Observed(self._status, headers, bytes(self._response))
+        observed = Observed(self._status, headers, b"".join(self._response))
         return ShadowRequest(
             flag=self._flag,
             request_id=self._request_id,
@@ -119,7 +130,8 @@ class ShadowTap(ExchangeTap):
             body=body,
             primary_backend=exchange.backend,
             primary=observed,
-            secrets=[*request.raw_headers, *self._headers],
+            request_headers=request.raw_headers,
+            primary_headers=self._headers,
         )
 
 

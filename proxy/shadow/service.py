@@ -142,13 +142,7 @@ class ShadowService:
         flag.in_flight += 1
         task = asyncio.get_running_loop().create_task(self._run(shadow))
         self._tasks.add(task)
-        task.add_done_callback(lambda done: self._finished(flag, done))
-
-    def _finished(self, flag: ShadowFlag, task: asyncio.Task[None]) -> None:
-        flag.in_flight -= 1
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("shadow_failed", flag=flag.name, error=repr(task.exception()))
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
         """Cancel the shadows still running (call after the proxy has drained)."""
@@ -160,10 +154,18 @@ class ShadowService:
     # -- one shadow --------------------------------------------------------------
     async def _run(self, shadow: ShadowRequest) -> None:
         flag = shadow.flag
-        other = self._proxy.table.backends[1 - shadow.primary_backend]
-        secrets = list(shadow.secrets)
         try:
-            answer = await self._fetch(other, shadow, secrets)
+            await self._mirror(shadow)
+        except Exception as error:  # a bug here must not go unnoticed, nor stop the others
+            _log.error("shadow_failed", flag=flag.name, error=repr(error))
+        finally:
+            flag.in_flight -= 1
+
+    async def _mirror(self, shadow: ShadowRequest) -> None:
+        flag = shadow.flag
+        other = self._proxy.table.backends[1 - shadow.primary_backend]
+        try:
+            answer, answer_headers = await self._fetch(other, shadow)
         except AnswerTooLarge:
             self.drop(flag, "body_too_large")
             return
@@ -183,6 +185,7 @@ class ShadowService:
         verdict = flag.report.judge(shadow.route, compare(legacy, new, flag.rules))
         self._count(flag, verdict.result)
         if verdict.result == "mismatch":
+            secrets = [*shadow.request_headers, *shadow.primary_headers, *answer_headers]
             self._log_mismatch(shadow, legacy, new, verdict, secrets)
         calibrate = flag.config.compare.calibrate
         if (
@@ -197,23 +200,22 @@ class ShadowService:
         flag = shadow.flag
         try:
             primary = self._proxy.table.backends[shadow.primary_backend]
-            again = await self._fetch(primary, shadow, [])
+            again, _ = await self._fetch(primary, shadow)
         except (AnswerTooLarge, UpstreamError, TimeoutError, OSError):
             return
         within = compare(shadow.primary, again, flag.rules)
         flag.report.noise.record_within(diff.pattern for diff in within)
 
     async def _fetch(
-        self, target: BackendTarget, shadow: ShadowRequest, secrets: list[tuple[bytes, bytes]]
-    ) -> Observed:
-        """The backend's answer to the shadow copy; its headers join ``secrets``."""
+        self, target: BackendTarget, shadow: ShadowRequest
+    ) -> tuple[Observed, list[tuple[bytes, bytes]]]:
+        """The backend's answer to the shadow copy, and its raw headers (for redaction)."""
         flag = shadow.flag
         # Bounded by the backend's own timeouts (connect, response, idle).
         status, headers, body = await fetch(
             target, shadow.head, shadow.body, shadow.method, flag.config.max_body_bytes
         )
-        secrets.extend(headers)
-        return Observed(status, flag.header_view(headers), body)
+        return Observed(status, flag.header_view(headers), body), headers
 
     def _count(self, flag: ShadowFlag, result: str) -> None:
         key = (flag.name, result)
