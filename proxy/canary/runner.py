@@ -103,9 +103,10 @@ class CanaryRunner:
         self._clock = clock
         self._flags: set[str] = set()
         self._taps: dict[str, CanaryTap] = {}
-        """Flags judged on this process's numbers only (no ``prometheus_url``)."""
+        """The taps of the flags judged on this process's own numbers (no ``prometheus_url``)."""
         self._prometheus = PrometheusSource()
         self._due: dict[str, float] = {}
+        """When each flag is judged next: its interval's end, plus ``prometheus_lag``."""
         self._failovers_seen: dict[str, tuple[int, int]] = {}
         self.intervals: dict[str, int] = {}
         """Intervals closed per flag, judged or not (a paused canary's are dropped)."""
@@ -137,7 +138,7 @@ class CanaryRunner:
                 "steps": list(canary.steps),
                 "step_percent": step_percent(canary, progress.step),
                 "next_judgement_seconds": (
-                    max(0.0, due + _lag(canary) - now)
+                    max(0.0, due - now)
                     if due is not None and progress.state == "progressing"
                     else None
                 ),
@@ -200,10 +201,10 @@ class CanaryRunner:
         a flag judged from Prometheus; the next interval starts now)."""
         for name, canary in self.canaries().items():
             due = self._due.get(name)
-            if due is None or now < due + _lag(canary):
+            if due is None or now < due:
                 continue
-            self._due[name] = now + canary.interval
-            await self.judge(name, canary, ended=due)
+            self._due[name] = now + canary.interval + _lag(canary)
+            await self.judge(name, canary, ended=due - _lag(canary))
 
     def _fresh_interval(self, flag: str, canary: Canary) -> None:
         """Start the flag's interval now, its numbers from zero."""
@@ -212,7 +213,7 @@ class CanaryRunner:
             tap.take()
         self._failovers(flag)
         self.parity(flag)  # shadow numbers so far belong to the interval that ended
-        self._due[flag] = self._clock() + canary.interval
+        self._due[flag] = self._clock() + canary.interval + _lag(canary)
 
     def _failovers(self, flag: str) -> tuple[int, int]:
         """Requests of ``flag`` that failed over away from (legacy, new) because it was
@@ -242,8 +243,10 @@ class CanaryRunner:
             verdict = judge_interval(canary, numbers, shadow)
         else:
             verdict = await self._fleet_verdict(flag, canary, canary.prometheus_url, ended)
-            if flag not in self.canaries() or self.progress(flag).state != "progressing":
+            current = self.canaries().get(flag)
+            if current is None or self.progress(flag).state != "progressing":
                 return None  # a reload or an operator moved it while Prometheus answered
+            canary = current
         progress = self.progress(flag)
         self._stats.count_canary_judgement(flag, verdict.result)
         _log.info(

@@ -217,3 +217,21 @@ async def test_a_reload_moves_a_flag_between_its_own_numbers_and_prometheus(
         assert "main" in turnout.service.tap_factories
     finally:
         await turnout.stop()
+
+
+async def test_the_judge_sleeps_through_the_lag_instead_of_spinning(start: Start) -> None:
+    # The loop wakes at the interval's end; the flag is judged only lag seconds later.
+    settings = {"interval": "1s", "prometheus_lag": "3s", "max_inconclusive": 100}
+    url = f"http://127.0.0.1:{unused_port()}"
+    turnout = await start(backend(), backend(), free_port(), canary(url, **settings))
+    judge, ticks = runner(turnout), []
+    judging = judge.tick
+
+    async def counted(now: float) -> None:
+        ticks.append(now)
+        await judging(now)
+
+    judge.tick = counted  # type: ignore[method-assign]
+    await wait_until(lambda: judge.intervals.get("main", 0) >= 1, timeout=30)
+    # about one wake-up a second (at most) over the 4 s before the first judgement
+    assert len(ticks) <= 12, f"{len(ticks)} wake-ups"
