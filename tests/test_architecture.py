@@ -21,6 +21,7 @@ PURE = (
     "canary/window.py",
     "canary/judge.py",
     "canary/machine.py",
+    "canary/promql.py",
     "shadow/diff.py",
     "shadow/compare.py",
     "shadow/noise.py",

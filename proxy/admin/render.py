@@ -152,9 +152,10 @@ def _canary_lines(name: str, canary: Mapping[str, Any]) -> list[str]:
     if not isinstance(last, dict):
         return [*lines, "  no judgement yet"]
     new, legacy = last.get("new") or {}, last.get("legacy") or {}
+    source = ", the fleet's numbers from Prometheus" if last.get("source") == "prometheus" else ""
     lines.append(
         f"  last verdict: {last.get('result', '?')}"
-        f" (new {new.get('requests', '?')} req, legacy {legacy.get('requests', '?')} req)"
+        f" (new {new.get('requests', '?')} req, legacy {legacy.get('requests', '?')} req{source})"
     )
     for check in last.get("checks") or []:
         if isinstance(check, dict):

@@ -75,11 +75,14 @@ class Verdict:
     legacy: Numbers
     reason: str = ""
     """For a failure: the failing checks' notes; for inconclusive: why."""
+    source: str = "local"
+    """Where the numbers came from: ``local`` (this process) or ``prometheus`` (the fleet)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "result": self.result,
             "reason": self.reason,
+            "source": self.source,
             "new": self.new,
             "legacy": self.legacy,
             "checks": [check.to_json() for check in self.checks],
@@ -242,6 +245,12 @@ _CHECKS: tuple[Callable[[_Inputs], Check], ...] = (
 def _finite(value: float) -> float | None:
     """JSON has no infinity: an infinite z (no variance at all) is reported as null."""
     return value if abs(value) != float("inf") else None
+
+
+def without_numbers(reason: str, source: str) -> Verdict:
+    """An inconclusive verdict for an interval whose numbers could not be had."""
+    empty = _side_summary(SideNumbers())
+    return Verdict("inconclusive", (), empty, dict(empty), reason=reason, source=source)
 
 
 def judge_interval(

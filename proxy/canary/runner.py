@@ -7,6 +7,11 @@ and applies the transition through the ``Controller`` (one state-file write:
 the percent as a runtime override with reason ``canary``, or a ``rollback``,
 and the progress), then logs it, counts it and sends the webhook.
 
+A flag's numbers come from this process's tap, or, with ``canary.prometheus_url``,
+from Prometheus (the fleet's numbers, ``proxy.canary.prometheus_source``): then
+no tap counts its requests here, and the interval is judged ``prometheus_lag``
+after its end, once Prometheus holds its last scrapes.
+
 It runs in the process that owns the state file and the admin API: a single
 process. With ``--workers N`` the canary is not active (the supervisor warns).
 """
@@ -17,11 +22,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from proxy.canary.judge import Verdict, judge_interval
+from proxy.canary.judge import Verdict, judge_interval, without_numbers
 from proxy.canary.machine import (
     CanaryRefused,
     Progress,
@@ -31,9 +37,10 @@ from proxy.canary.machine import (
     step_percent,
 )
 from proxy.canary.machine import operator as after_operator
+from proxy.canary.prometheus_source import PrometheusSource, PrometheusUnavailable
 from proxy.canary.tap import CanaryTap
 from proxy.canary.webhook import WebhookSender
-from proxy.canary.window import ShadowNumbers
+from proxy.canary.window import IntervalNumbers, ShadowNumbers
 from proxy.config.flags import Canary
 from proxy.control.controller import Controller, UnknownFlag
 from proxy.control.state import FlagOverride
@@ -94,8 +101,12 @@ class CanaryRunner:
         self._stats = stats
         self.parity = parity
         self._clock = clock
+        self._flags: set[str] = set()
         self._taps: dict[str, CanaryTap] = {}
+        """The taps of the flags judged on this process's own numbers (no ``prometheus_url``)."""
+        self._prometheus = PrometheusSource()
         self._due: dict[str, float] = {}
+        """When each flag is judged next: its interval's end, plus ``prometheus_lag``."""
         self._failovers_seen: dict[str, tuple[int, int]] = {}
         self.intervals: dict[str, int] = {}
         """Intervals closed per flag, judged or not (a paused canary's are dropped)."""
@@ -146,19 +157,26 @@ class CanaryRunner:
                 await self._task
             self._task = None
         self._taps.clear()
+        self._flags.clear()
         self._service.set_taps(_FEATURE, {})
         await self._webhooks.close()
+        await self._prometheus.close()
 
     def sync(self) -> None:
         """Follow the config (at start and after each reload): count and judge exactly
-        the flags that have a canary; a newly seen one begins (or resumes its saved step)."""
+        the flags that have a canary; a newly seen one begins (or resumes its saved step).
+        A flag judged from Prometheus has no tap: its requests are counted only once."""
         canaries = self.canaries()
-        for name in [name for name in self._taps if name not in canaries]:
-            del self._taps[name]
+        for name in [name for name in self._flags if name not in canaries]:
+            self._flags.discard(name)
             self._due.pop(name, None)
-        started = [name for name in canaries if name not in self._taps]
-        for name in started:
-            self._taps[name] = CanaryTap()
+        started = [name for name in canaries if name not in self._flags]
+        self._flags.update(started)
+        self._taps = {
+            name: self._taps.get(name) or CanaryTap()
+            for name, canary in canaries.items()
+            if canary.prometheus_url is None
+        }
         self._service.set_taps(_FEATURE, self._taps)
         for name in started:
             self._fresh_interval(name, canaries[name])
@@ -173,26 +191,29 @@ class CanaryRunner:
             wait = min((due - now for due in self._due.values()), default=_MAX_SLEEP)
             await asyncio.sleep(min(max(wait, 0.0), _MAX_SLEEP))
             try:
-                self.tick(self._clock())
+                await self.tick(self._clock())
             except Exception:  # a bug here must not end the judging of every flag
                 _log.exception("canary_tick_failed")
 
     # -- judging -------------------------------------------------------------------
-    def tick(self, now: float) -> None:
-        """Judge every canary flag whose interval has ended."""
+    async def tick(self, now: float) -> None:
+        """Judge every canary flag whose interval has ended (``prometheus_lag`` ago, for
+        a flag judged from Prometheus; the next interval starts now)."""
         for name, canary in self.canaries().items():
             due = self._due.get(name)
             if due is None or now < due:
                 continue
-            self._due[name] = now + canary.interval
-            self.judge(name, canary)
+            self._due[name] = now + canary.interval + _lag(canary)
+            await self.judge(name, canary, ended=due - _lag(canary))
 
     def _fresh_interval(self, flag: str, canary: Canary) -> None:
         """Start the flag's interval now, its numbers from zero."""
-        self._taps[flag].take()
+        tap = self._taps.get(flag)
+        if tap is not None:
+            tap.take()
         self._failovers(flag)
         self.parity(flag)  # shadow numbers so far belong to the interval that ended
-        self._due[flag] = self._clock() + canary.interval
+        self._due[flag] = self._clock() + canary.interval + _lag(canary)
 
     def _failovers(self, flag: str) -> tuple[int, int]:
         """Requests of ``flag`` that failed over away from (legacy, new) because it was
@@ -206,23 +227,34 @@ class CanaryRunner:
         self._failovers_seen[flag] = now
         return now[0] - before[0], now[1] - before[1]
 
-    def judge(self, flag: str, canary: Canary) -> Verdict | None:
-        """Take the flag's window and judge it (only a progressing canary is judged)."""
-        numbers = self._taps[flag].take()
+    async def judge(self, flag: str, canary: Canary, ended: float | None = None) -> Verdict | None:
+        """Take the flag's window and judge it (only a progressing canary is judged).
+
+        ``ended``: when the interval ended (this runner's clock; default now), the
+        end of the window asked from Prometheus."""
+        numbers = self._taps[flag].take() if flag in self._taps else IntervalNumbers()
         for backend, count in enumerate(self._failovers(flag)):
             numbers.add_failures(backend, count)
         self.intervals[flag] = self.intervals.get(flag, 0) + 1
         shadow = self.parity(flag)
-        progress = self.progress(flag)
-        if progress.state != "progressing":
+        if self.progress(flag).state != "progressing":
             return None
-        verdict = judge_interval(canary, numbers, shadow)
+        if canary.prometheus_url is None:
+            verdict = judge_interval(canary, numbers, shadow)
+        else:
+            verdict = await self._fleet_verdict(flag, canary, canary.prometheus_url, ended)
+            current = self.canaries().get(flag)
+            if current is None or self.progress(flag).state != "progressing":
+                return None  # a reload or an operator moved it while Prometheus answered
+            canary = current
+        progress = self.progress(flag)
         self._stats.count_canary_judgement(flag, verdict.result)
         _log.info(
             "canary_judged",
             flag=flag,
             step=progress.step,
             result=verdict.result,
+            source=verdict.source,
             reason=verdict.reason,
             new=verdict.new,
             legacy=verdict.legacy,
@@ -230,6 +262,19 @@ class CanaryRunner:
         )
         self._apply(flag, canary, after_verdict(canary, progress, verdict), verdict)
         return verdict
+
+    async def _fleet_verdict(
+        self, flag: str, canary: Canary, url: str, ended: float | None
+    ) -> Verdict:
+        """The verdict on the fleet's numbers; inconclusive when Prometheus has none."""
+        now = self._clock()
+        end = time.time() - (now - (ended if ended is not None else now))
+        try:
+            numbers, shadow = await self._prometheus.numbers(url, flag, canary.interval, end)
+        except PrometheusUnavailable as error:
+            _log.warning("canary_prometheus_unavailable", flag=flag, url=url, error=str(error))
+            return without_numbers(f"prometheus unavailable: {error}", "prometheus")
+        return replace(judge_interval(canary, numbers, shadow), source="prometheus")
 
     # -- operators -------------------------------------------------------------------
     def operator(self, action: str, flag: str | None, who: str) -> None:
@@ -265,6 +310,11 @@ class CanaryRunner:
         _log.info("canary_transition", **event)
         if canary.webhook is not None:
             self._webhooks.send(canary.webhook, event)
+
+
+def _lag(canary: Canary) -> float:
+    """How long after its end an interval is judged: Prometheus' scrape lag, or none."""
+    return canary.prometheus_lag if canary.prometheus_url is not None else 0.0
 
 
 def _override(transition: Transition) -> FlagOverride | None:

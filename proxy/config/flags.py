@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 from proxy.config.base import MIB, HeaderName, Method
 from proxy.config.base import StrictModel as _Model
 from proxy.config.shorthand import parse_fallback_trigger
-from proxy.config.values import Percent, PositiveDuration, Size, TrafficPercent
+from proxy.config.values import Duration, Percent, PositiveDuration, Size, TrafficPercent
 
 
 class TargetList(_Model):
@@ -127,6 +127,9 @@ class Canary(_Model):
     webhook: str | None = None
     """POSTed a JSON body at every transition."""
     prometheus_url: str | None = None
+    """Judge on the fleet's numbers, read from this Prometheus (docs/canary.md)."""
+    prometheus_lag: Duration = 15.0
+    """How long after an interval's end Prometheus has stored its last scrapes."""
 
     @field_validator("steps")
     @classmethod

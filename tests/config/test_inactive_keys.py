@@ -1,4 +1,8 @@
-"""Keys that validate but do nothing yet: named with their line by `check` and `read_config`."""
+"""Keys that validate but do nothing yet: named with their line by `check` and `read_config`.
+
+Every key of this version is active (``canary.prometheus_url`` was the last), so
+the mechanism is shown with ``prometheus_url`` put back on the list for a test.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from proxy.cli import main
+from proxy.config import inactive
 from proxy.config.loader import read_config
 
 CONFIG = """\
@@ -29,7 +34,18 @@ routes:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
+def not_active_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(inactive.NOT_ACTIVE_IN_CANARY, "prometheus_url", "the fleet judge")
+
+
+def test_every_key_of_this_version_is_active(tmp_path: Path) -> None:
+    path = tmp_path / "turnout.yaml"
+    path.write_text(CONFIG)
+    assert read_config(str(path)).warnings == ()
+
+
+@pytest.fixture
+def config(tmp_path: Path, not_active_yet: None) -> Path:
     path = tmp_path / "turnout.yaml"
     path.write_text(CONFIG)
     return path
@@ -37,7 +53,7 @@ def config(tmp_path: Path) -> Path:
 
 def test_read_config_lists_every_inactive_key_with_its_line(config: Path) -> None:
     warnings = read_config(str(config)).warnings
-    # shadow, the discrepancy log and the canary are active; the fleet judge is not
+    # shadow, the discrepancy log and the canary are active; the stand-in is not
     assert [(w.line, w.path) for w in warnings] == [(11, "flags.user-api.canary.prometheus_url")]
     for warning in warnings:
         assert warning.file == str(config)

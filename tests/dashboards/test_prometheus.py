@@ -41,8 +41,8 @@ from tests.dashboards.files import (
     panel_queries,
     panels,
 )
-from tests.dashboards.prometheus import Prometheus, start_prometheus
 from tests.runtime.test_serve_process import free_port, start_serve, wait_ready
+from tests.support.prometheus import Prometheus, start_prometheus
 
 __all__ = ["start_prometheus"]  # the fixture, used by name
 

@@ -1,5 +1,6 @@
-"""A real Prometheus (Debian's package) for the dashboard tests: started on 127.0.0.1
-with a temporary data directory, scraping given targets every second, stopped by PID.
+"""A real Prometheus (Debian's package) for the dashboard and canary tests: started on
+127.0.0.1 with a temporary data directory, scraping given targets every second,
+stopped by PID.
 
 Without a ``prometheus`` binary the tests that need one are skipped with the
 command to install it; with ``CI`` set they fail instead (as tests/examples do).
