@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from proxy.http.errors import BodyTooLarge, StreamAborted, UpstreamError, UpstreamTimeout
-from proxy.http.headers import content_length, response_header_lines
+from proxy.http.headers import relayed_response_head
 from proxy.http.outgoing import body_framing, upstream_head
 from proxy.http.pool import BackendTarget
 from proxy.http.upstream import UpstreamConnection
@@ -154,10 +154,10 @@ async def relay_response(
     stay open. The backend connection goes back to the pool when the exchange is whole."""
     request, client, taps = exchange.request, exchange.client, exchange.taps
     status = conn.status
-    head = status_line(status) + response_header_lines(conn.raw_headers) + extra_lines
+    lines, declared = relayed_response_head(conn.raw_headers)
+    head = status_line(status) + lines + extra_lines
     if not request.keep_alive:
         head += _CLOSE
-    declared = content_length(conn.raw_headers)
     if has_no_body(status, request.method):
         if declared is not None and status != 204:
             head += b"content-length: %d\r\n" % declared

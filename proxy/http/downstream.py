@@ -111,7 +111,9 @@ class ClientConnection(FlowControlledProtocol):
                 else:
                     self._reject(400, "bad_request", f"malformed request: {error}")
                 return
-            self._bound_head_line(len(data))
+            head = self._parsing
+            if head is not None and not head.method:  # inline: every read passes here
+                self._bound_head_line(head, len(data))
             return
 
     def _after_upgrade(self, rest: bytes) -> bytes:
@@ -137,13 +139,11 @@ class ClientConnection(FlowControlledProtocol):
         if len(self.tunnel_backlog) >= _BACKLOG_HIGH_WATER:
             self.pause_reading()
 
-    def _bound_head_line(self, size: int) -> None:
+    def _bound_head_line(self, head: IncomingRequest, size: int) -> None:
         """llhttp buffers a header line until it is whole: bound a line that never ends."""
-        head = self._parsing
-        if head is not None and not head.method:
-            head.pending_bytes += size
-            if head.pending_bytes > 2 * self._limits.max_head_bytes:
-                self._reject(431, "header_too_large", "request header is too large")
+        head.pending_bytes += size
+        if head.pending_bytes > 2 * self._limits.max_head_bytes:
+            self._reject(431, "header_too_large", "request header is too large")
 
     def eof_received(self) -> bool | None:
         if self.on_tunnel_eof is not None:

@@ -118,7 +118,15 @@ def _append_forwarded(
 def response_header_lines(
     raw_headers: list[tuple[bytes, bytes]], *, upgrade: bool = False
 ) -> bytes:
-    """The backend's response header lines for the client, minus hop-by-hop and framing.
+    """The backend's response header lines for the client (see ``relayed_response_head``)."""
+    return relayed_response_head(raw_headers, upgrade=upgrade)[0]
+
+
+def relayed_response_head(
+    raw_headers: list[tuple[bytes, bytes]], *, upgrade: bool = False
+) -> tuple[bytes, int | None]:
+    """The backend's response header lines for the client, minus hop-by-hop and framing,
+    and its Content-Length (None: absent or not a number), in one pass over the headers.
 
     Repeated headers (Set-Cookie) stay repeated; names and values are passed on
     byte for byte. With ``upgrade`` (a 101 answer) Connection and Upgrade are kept.
@@ -127,27 +135,31 @@ def response_header_lines(
     lines: list[bytes] = []
     append = lines.append
     named: frozenset[bytes] = frozenset()
+    length: bytes | None = None
     for name, value in raw_headers:
         lower = name.lower()
         if lower in drop:
-            if lower == b"connection" and value.lower() not in _CONNECTION_OPTIONS:
+            if lower == b"content-length":
+                if length is None:
+                    length = value
+            elif lower == b"connection" and value.lower() not in _CONNECTION_OPTIONS:
                 named = named | connection_tokens(value.decode("latin-1"))
             continue
         append(name)
         append(b": ")
         append(value)
         append(b"\r\n")
+    declared = _length(length)
     if named and not upgrade:
         kept = [(n, v) for n, v in raw_headers if n.lower() not in named | {b"connection"}]
-        return response_header_lines(kept)
-    return b"".join(lines)
+        return relayed_response_head(kept)[0], declared
+    return b"".join(lines), declared
 
 
-def content_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in raw_headers:
-        if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+def _length(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
