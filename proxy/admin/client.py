@@ -120,16 +120,16 @@ class AdminClient:
 
     async def set_percent(self, flag: str, percent: float) -> dict[str, Any]:
         body = {"percent": percent}
-        return await self._call("POST", f"/flags/{quote(flag, safe='')}/percent", body, flag=flag)
+        return await self._call("POST", _flag_path(flag, "percent"), body, flag=flag)
 
     async def rollback(self, flag: str) -> dict[str, Any]:
-        return await self._call("POST", f"/flags/{quote(flag, safe='')}/rollback", flag=flag)
+        return await self._call("POST", _flag_path(flag, "rollback"), flag=flag)
 
     async def resume(self, flag: str) -> dict[str, Any]:
-        return await self._call("POST", f"/flags/{quote(flag, safe='')}/resume", flag=flag)
+        return await self._call("POST", _flag_path(flag, "resume"), flag=flag)
 
     async def promote(self, flag: str) -> dict[str, Any]:
-        return await self._call("POST", f"/flags/{quote(flag, safe='')}/promote", flag=flag)
+        return await self._call("POST", _flag_path(flag, "promote"), flag=flag)
 
     async def rollback_all(self) -> dict[str, Any]:
         return await self._call("POST", "/rollback")
@@ -173,6 +173,19 @@ class AdminClient:
         if not isinstance(document, dict):
             raise AdminError(f"{method} {path}: the admin API answered something else than JSON")
         return document
+
+
+def _flag_path(flag: str, action: str) -> str:
+    """``/flags/{flag}/{action}``, refusing a name that is no path segment of its own.
+
+    Quoting keeps ``/`` and ``%`` inside the segment, but an empty name, ``.`` and
+    ``..`` are resolved away by the URL: ``/flags/../rollback`` is ``/rollback``,
+    which rolls back every flag. No flag can have such a name (the config refuses
+    it), so the call is not made.
+    """
+    if flag in ("", ".", ".."):
+        raise AdminError(f"unknown flag {flag!r}: not a flag name", EXIT_UNKNOWN_FLAG)
+    return f"/flags/{quote(flag, safe='')}/{action}"
 
 
 def _json_or_none(raw: bytes) -> Any:

@@ -160,6 +160,19 @@ async def test_unknown_flag(admin: Turnout, capsys: Any, command: list[str]) -> 
     assert live(admin) == FILE_STATE
 
 
+@pytest.mark.parametrize(
+    "command", [["rollback", ".."], ["resume", ".."], ["set", ".", "5"], ["set", "", "5"]]
+)
+async def test_a_name_that_is_no_path_segment_is_no_flag(
+    admin: Turnout, capsys: Any, command: list[str]
+) -> None:
+    """``/flags/../rollback`` is ``/rollback`` once the URL is resolved: every flag."""
+    code, out, err = await turnout(capsys, *command, "--admin", url_of(admin))
+    assert (code, out) == (4, "")
+    assert f"unknown flag {command[1]!r}: not a flag name" in err
+    assert live(admin) == FILE_STATE
+
+
 async def test_other_http_errors_exit_1(aiohttp_server: Any, capsys: Any) -> None:
     """The real admin API has no 500 to give: a generic failing HTTP server, not a fake of it."""
 
