@@ -140,6 +140,27 @@ async def test_refused_without_the_right_token(
     assert live(admin) == FILE_STATE
 
 
+async def test_a_token_read_with_its_trailing_newline_works(
+    admin: Turnout, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret mounted from a file often ends in a newline; it is not part of the token."""
+    monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", f" {TOKEN}\n")
+    code, out, err = await turnout(capsys, "set", "user-api", "25", "--admin", url_of(admin))
+    assert (code, out, err) == (0, "user-api: 10% -> 25%\n", "")
+    assert live(admin)["user-api"] == (25, "set", "127.0.0.1")
+
+
+async def test_a_token_that_cannot_be_sent_is_reported_as_such(
+    admin: Turnout, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", "s3c\nret")
+    code, out, err = await turnout(capsys, "rollback", "--all", "--admin", url_of(admin))
+    assert (code, out) == (3, "")
+    assert "TURNOUT_ADMIN_TOKEN holds a control character" in err
+    assert "cannot reach" not in err
+    assert live(admin) == FILE_STATE
+
+
 async def test_refused_when_the_server_has_no_token(
     start_turnout: StartTurnout, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
