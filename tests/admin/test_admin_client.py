@@ -64,11 +64,14 @@ def url_of(server: Turnout | TestServer) -> str:
 
 def live(server: Turnout) -> dict[str, tuple[float, str | None, str | None]]:
     """Per flag: the percent the proxy routes by, and its override's reason and author."""
-    overrides = server.controller.state.overrides
-    return {
-        name: (rule.percent, *((o.reason, o.by) if (o := overrides.get(name)) else (None, None)))
-        for name, rule in server.table.flags.items()
-    }
+    state: dict[str, tuple[float, str | None, str | None]] = {}
+    for name, rule in server.table.flags.items():
+        override = server.controller.state.overrides.get(name)
+        if override is None:
+            state[name] = (rule.percent, None, None)
+        else:
+            state[name] = (rule.percent, override.reason, override.by)
+    return state
 
 
 async def turnout(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
