@@ -110,7 +110,7 @@ class AdminClient:
     ) -> None:
         # "127.0.0.1:9901" is what admin.listen looks like; accept it as a URL too.
         self.base_url = (base_url if "://" in base_url else f"http://{base_url}").rstrip("/")
-        self._token = token or None
+        self._token = _usable_token(token, token_env)
         self._token_env = token_env
         self._seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -120,16 +120,16 @@ class AdminClient:
 
     async def set_percent(self, flag: str, percent: float) -> dict[str, Any]:
         body = {"percent": percent}
-        return await self._call("POST", f"/flags/{quote(flag, safe='')}/percent", body, flag=flag)
+        return await self._call("POST", _flag_path(flag, "percent"), body, flag=flag)
 
     async def rollback(self, flag: str) -> dict[str, Any]:
-        return await self._call("POST", f"/flags/{quote(flag, safe='')}/rollback", flag=flag)
+        return await self._call("POST", _flag_path(flag, "rollback"), flag=flag)
 
     async def resume(self, flag: str) -> dict[str, Any]:
-        return await self._call("POST", f"/flags/{quote(flag, safe='')}/resume", flag=flag)
+        return await self._call("POST", _flag_path(flag, "resume"), flag=flag)
 
     async def promote(self, flag: str) -> dict[str, Any]:
-        return await self._call("POST", f"/flags/{quote(flag, safe='')}/promote", flag=flag)
+        return await self._call("POST", _flag_path(flag, "promote"), flag=flag)
 
     async def rollback_all(self) -> dict[str, Any]:
         return await self._call("POST", "/rollback")
@@ -173,6 +173,36 @@ class AdminClient:
         if not isinstance(document, dict):
             raise AdminError(f"{method} {path}: the admin API answered something else than JSON")
         return document
+
+
+def _usable_token(token: str | None, token_env: str) -> str | None:
+    """The token as it can go in ``Authorization: Bearer``; None when there is none.
+
+    Surrounding whitespace is dropped: a secret read from a file often ends in a
+    newline, and the admin API strips the token it is given anyway. A control
+    character inside cannot be sent in a header at all; saying so beats the
+    HTTP library's refusal, which would read as an unreachable admin API.
+    """
+    token = (token or "").strip()
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in token):
+        raise AdminError(
+            f"{token_env} holds a control character, which cannot be sent as a bearer token",
+            EXIT_REFUSED,
+        )
+    return token or None
+
+
+def _flag_path(flag: str, action: str) -> str:
+    """``/flags/{flag}/{action}``, refusing a name that is no path segment of its own.
+
+    Quoting keeps ``/`` and ``%`` inside the segment, but an empty name, ``.`` and
+    ``..`` are resolved away by the URL: ``/flags/../rollback`` is ``/rollback``,
+    which rolls back every flag. No flag can have such a name (the config refuses
+    it), so the call is not made.
+    """
+    if flag in ("", ".", ".."):
+        raise AdminError(f"unknown flag {flag!r}: not a flag name", EXIT_UNKNOWN_FLAG)
+    return f"/flags/{quote(flag, safe='')}/{action}"
 
 
 def _json_or_none(raw: bytes) -> Any:

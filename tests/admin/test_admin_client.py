@@ -1,9 +1,12 @@
-"""`turnout status|set|rollback|resume` against an admin API, plus the status table.
+"""`turnout status|set|rollback|resume` against the real admin API, plus the status table.
 
-The server here is a FAKE of the admin API's mutating contract (SPEC §8), written
-when the real endpoints did not exist yet: it implements exactly what the CLI
-relies on (bearer token, 401/403/404/400 answers, ``before``/``after``) and no
-more. Tests of the real admin API belong with it; these test the client.
+Each CLI test starts a real Turnout in this process (``start_turnout``) with flags
+``user-api`` (10 %) and ``checkout`` (100 %), runs the CLI against its admin
+listener and checks the server's live state, not only what the CLI printed. No
+request is proxied, so the backends are unreachable URLs. The server and the CLI
+share this process's environment: the server reads its token from its own
+variable (``admin.token_env``: ``SERVER_TOKEN_ENV``), the CLI from
+``TURNOUT_ADMIN_TOKEN``, so a test can give the CLI a wrong token or the server none.
 """
 
 from __future__ import annotations
@@ -17,144 +20,110 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
 from proxy.admin.client import AdminClient, AdminError, admin_target
 from proxy.admin.render import format_change, format_rollback_all, format_status
 from proxy.cli import main
+from proxy.runtime.app import Turnout
+from tests.conftest import StartTurnout
 
 TOKEN = "s3cret"
-SEEN = web.AppKey("seen", list[dict[str, Any]])
-
-
-def fake_admin(token: str | None) -> web.Application:
-    """Flags ``user-api`` (file 10 %) and ``checkout`` (file 100 %); ``broken`` answers 500."""
-    files = {"user-api": 10.0, "checkout": 100.0}
-    overrides: dict[str, dict[str, Any]] = {}
-    seen: list[dict[str, Any]] = []
-
-    def percent_of(name: str) -> float:
-        return overrides[name]["percent"] if name in overrides else files[name]
-
-    def change(name: str, request: web.Request, percent: float | None, reason: str) -> Any:
-        before = percent_of(name)
-        if percent is None:
-            overrides.pop(name, None)
-        else:
-            by = request.remote or "?"
-            overrides[name] = {"percent": percent, "reason": reason, "by": by, "at": 1.0}
-        return {"flag": name, "before": before, "after": percent_of(name)}
-
-    def error(status: int, code: str, message: str) -> web.Response:
-        return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-    @web.middleware
-    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-        seen.append({"path": request.path, "auth": request.headers.get("Authorization")})
-        if request.method != "POST":
-            return await handler(request)
-        if token is None:
-            return error(403, "admin_token_unset", "no admin token is configured")
-        if request.headers.get("Authorization") != f"Bearer {token}":
-            return error(401, "unauthorized", "missing or wrong bearer token")
-        name = request.match_info.get("name")
-        if name == "broken":
-            return error(500, "internal", "the flag store is on fire")
-        if name is not None and name not in files:
-            return error(404, "unknown_flag", f"no flag {name!r}")
-        return await handler(request)
-
-    async def set_percent(request: web.Request) -> web.Response:
-        percent = (await request.json()).get("percent")
-        seen[-1]["percent"] = percent
-        if not isinstance(percent, int | float) or not 0 <= percent <= 100:
-            return error(400, "bad_percent", "percent must be 0..100")
-        return web.json_response(change(request.match_info["name"], request, percent, "set"))
-
-    async def rollback(request: web.Request) -> web.Response:
-        return web.json_response(change(request.match_info["name"], request, 0.0, "rollback"))
-
-    async def resume(request: web.Request) -> web.Response:
-        return web.json_response(change(request.match_info["name"], request, None, ""))
-
-    async def rollback_all(request: web.Request) -> web.Response:
-        return web.json_response({"flags": [change(n, request, 0.0, "rollback") for n in files]})
-
-    async def status(_: web.Request) -> web.Response:
-        flags = [
-            {"name": n, "phase": "canary", "percent": percent_of(n), "file_percent": files[n],
-             "override": overrides.get(n), "canary": None, "backends": {}}
-            for n in files
-        ]  # fmt: skip
-        return web.json_response({"config_hash": "abc", "flags": flags, "backends": {}})
-
-    app = web.Application(middlewares=[guard])
-    app[SEEN] = seen
-    app.router.add_get("/status", status)
-    app.router.add_post("/flags/{name}/percent", set_percent)
-    app.router.add_post("/flags/{name}/rollback", rollback)
-    app.router.add_post("/flags/{name}/resume", resume)
-    app.router.add_post("/rollback", rollback_all)
-    return app
+SERVER_TOKEN_ENV = "TURNOUT_TEST_SERVER_TOKEN"
+NOWHERE = "http://127.0.0.1:9"
+FLAGS = {"user-api": {"percent": 10}, "checkout": {"percent": 100}}
+ROUTES = [
+    {"path": "/api/users/**", "flag": "user-api"},
+    {"path": "/api/checkout/**", "flag": "checkout"},
+]
+FILE_STATE = {"user-api": (10, None, None), "checkout": (100, None, None)}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TURNOUT_ADMIN_URL", raising=False)
     monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", TOKEN)
+    monkeypatch.setenv(SERVER_TOKEN_ENV, TOKEN)
+
+
+async def serve(start_turnout: StartTurnout) -> Turnout:
+    admin = {"listen": "127.0.0.1:0", "token_env": SERVER_TOKEN_ENV}
+    return await start_turnout(NOWHERE, NOWHERE, admin=admin, flags=FLAGS, routes=ROUTES)
 
 
 @pytest.fixture
-async def admin(aiohttp_server: Any) -> TestServer:
-    server: TestServer = await aiohttp_server(fake_admin(TOKEN))
-    return server
+async def admin(start_turnout: StartTurnout) -> Turnout:
+    return await serve(start_turnout)
 
 
-def url_of(server: TestServer) -> str:
+def url_of(server: Turnout | TestServer) -> str:
+    if isinstance(server, Turnout):
+        return f"http://127.0.0.1:{server.admin_port}"
     return str(server.make_url("")).rstrip("/")
 
 
+def live(server: Turnout) -> dict[str, tuple[float, str | None, str | None]]:
+    """Per flag: the percent the proxy routes by, and its override's reason and author."""
+    state: dict[str, tuple[float, str | None, str | None]] = {}
+    for name, rule in server.table.flags.items():
+        override = server.controller.state.overrides.get(name)
+        if override is None:
+            state[name] = (rule.percent, None, None)
+        else:
+            state[name] = (rule.percent, override.reason, override.by)
+    return state
+
+
 async def turnout(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the CLI in a thread (it runs its own event loop); (exit code, stdout, stderr)."""
-    code = await asyncio.to_thread(main, list(argv))
+    """Run the CLI in a thread (it runs its own event loop); (exit code, stdout, stderr).
+
+    The server runs in this process too: its audit log lines are captured apart,
+    so stdout holds only what the CLI printed.
+    """
+    with capture_logs():
+        code = await asyncio.to_thread(main, list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
 
-async def test_set_rollback_resume(admin: TestServer, capsys: Any) -> None:
+async def test_set_rollback_resume(admin: Turnout, capsys: Any) -> None:
     url = url_of(admin)
     assert await turnout(capsys, "set", "user-api", "25%", "--admin", url) == (
         0, "user-api: 10% -> 25%\n", ""
     )  # fmt: skip
-    assert admin.app[SEEN][-1] == {
-        "path": "/flags/user-api/percent", "auth": f"Bearer {TOKEN}", "percent": 25.0
-    }  # fmt: skip
+    assert live(admin)["user-api"] == (25, "set", "127.0.0.1")
     code, out, _ = await turnout(capsys, "status", "--admin", url)
     assert code == 0 and "25% (override: set by 127.0.0.1; file 10%)" in out
 
     assert (await turnout(capsys, "set", "user-api", "12.5", "--admin", url))[1] == (
         "user-api: 25% -> 12.5%\n"
     )
+    assert live(admin)["user-api"] == (12.5, "set", "127.0.0.1")
     assert (await turnout(capsys, "rollback", "user-api", "--admin", url))[:2] == (
         0, "user-api: 12.5% -> 0% (rolled back)\n"
     )  # fmt: skip
+    assert live(admin)["user-api"] == (0, "rollback", "127.0.0.1")
     assert (await turnout(capsys, "resume", "user-api", "--admin", url))[:2] == (
         0, "user-api: 0% -> 10% (override cleared)\n"
     )  # fmt: skip
+    assert live(admin) == FILE_STATE
 
 
-async def test_rollback_all(admin: TestServer, capsys: Any) -> None:
+async def test_rollback_all(admin: Turnout, capsys: Any) -> None:
     code, out, _ = await turnout(capsys, "rollback", "--all", "--admin", url_of(admin))
     assert code == 0
     assert out == "user-api: 10% -> 0% (rolled back)\ncheckout: 100% -> 0% (rolled back)\n"
-    assert admin.app[SEEN][-1]["path"] == "/rollback"
+    assert live(admin) == {
+        "user-api": (0, "rollback", "127.0.0.1"), "checkout": (0, "rollback", "127.0.0.1")
+    }  # fmt: skip
 
 
 async def test_admin_url_from_the_environment(
-    admin: TestServer, capsys: Any, monkeypatch: pytest.MonkeyPatch
+    admin: Turnout, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TURNOUT_ADMIN_URL", f"127.0.0.1:{admin.port}")  # admin.listen's form
+    monkeypatch.setenv("TURNOUT_ADMIN_URL", f"127.0.0.1:{admin.admin_port}")  # admin.listen's form
     code, out, _ = await turnout(capsys, "status")
-    assert code == 0 and "user-api" in out
+    assert code == 0 and "user-api" in out and "checkout" in out
 
 
 @pytest.mark.parametrize(
@@ -162,7 +131,7 @@ async def test_admin_url_from_the_environment(
     [("wrong", "is TURNOUT_ADMIN_TOKEN the right token?"), (None, "is TURNOUT_ADMIN_TOKEN set?")],
 )
 async def test_refused_without_the_right_token(
-    admin: TestServer, capsys: Any, monkeypatch: pytest.MonkeyPatch, token: str | None, hint: str
+    admin: Turnout, capsys: Any, monkeypatch: pytest.MonkeyPatch, token: str | None, hint: str
 ) -> None:
     if token is None:
         monkeypatch.delenv("TURNOUT_ADMIN_TOKEN")
@@ -171,24 +140,74 @@ async def test_refused_without_the_right_token(
     code, out, err = await turnout(capsys, "set", "user-api", "50", "--admin", url_of(admin))
     assert (code, out) == (3, "")
     assert f"refused: missing or wrong bearer token ({hint})" in err
+    assert live(admin) == FILE_STATE
 
 
-async def test_refused_when_the_server_has_no_token(aiohttp_server: Any, capsys: Any) -> None:
-    server = await aiohttp_server(fake_admin(None))
-    code, _, err = await turnout(capsys, "rollback", "--all", "--admin", url_of(server))
-    assert code == 3 and "refused: no admin token is configured" in err
+async def test_a_token_read_with_its_trailing_newline_works(
+    admin: Turnout, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret mounted from a file often ends in a newline; it is not part of the token."""
+    monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", f" {TOKEN}\n")
+    code, out, err = await turnout(capsys, "set", "user-api", "25", "--admin", url_of(admin))
+    assert (code, out, err) == (0, "user-api: 10% -> 25%\n", "")
+    assert live(admin)["user-api"] == (25, "set", "127.0.0.1")
+
+
+async def test_a_token_that_cannot_be_sent_is_reported_as_such(
+    admin: Turnout, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", "s3c\nret")
+    code, out, err = await turnout(capsys, "rollback", "--all", "--admin", url_of(admin))
+    assert (code, out) == (3, "")
+    assert "TURNOUT_ADMIN_TOKEN holds a control character" in err
+    assert "cannot reach" not in err
+    assert live(admin) == FILE_STATE
+
+
+async def test_refused_when_the_server_has_no_token(
+    start_turnout: StartTurnout, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SERVER_TOKEN_ENV)  # the CLI still has one
+    server = await serve(start_turnout)
+    code, out, err = await turnout(capsys, "rollback", "--all", "--admin", url_of(server))
+    assert (code, out) == (3, "")
+    assert "refused: runtime changes are disabled: no admin token is configured" in err
+    assert f"set {SERVER_TOKEN_ENV} in the environment of turnout serve" in err
+    assert live(server) == FILE_STATE
 
 
 @pytest.mark.parametrize("command", [["set", "nope", "5"], ["rollback", "nope"], ["resume", "no"]])
-async def test_unknown_flag(admin: TestServer, capsys: Any, command: list[str]) -> None:
+async def test_unknown_flag(admin: Turnout, capsys: Any, command: list[str]) -> None:
     code, out, err = await turnout(capsys, *command, "--admin", url_of(admin))
     assert (code, out) == (4, "")
     assert f"unknown flag {command[1]}" in err
+    assert live(admin) == FILE_STATE
 
 
-async def test_other_http_errors_exit_1(admin: TestServer, capsys: Any) -> None:
-    code, _, err = await turnout(capsys, "set", "broken", "5", "--admin", url_of(admin))
-    assert code == 1
+@pytest.mark.parametrize(
+    "command", [["rollback", ".."], ["resume", ".."], ["set", ".", "5"], ["set", "", "5"]]
+)
+async def test_a_name_that_is_no_path_segment_is_no_flag(
+    admin: Turnout, capsys: Any, command: list[str]
+) -> None:
+    """``/flags/../rollback`` is ``/rollback`` once the URL is resolved: every flag."""
+    code, out, err = await turnout(capsys, *command, "--admin", url_of(admin))
+    assert (code, out) == (4, "")
+    assert f"unknown flag {command[1]!r}: not a flag name" in err
+    assert live(admin) == FILE_STATE
+
+
+async def test_other_http_errors_exit_1(aiohttp_server: Any, capsys: Any) -> None:
+    """The real admin API has no 500 to give: a generic failing HTTP server, not a fake of it."""
+
+    async def fail(_: web.Request) -> web.Response:
+        return web.Response(status=500, text="the flag store is on fire")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fail)
+    server = await aiohttp_server(app)
+    code, out, err = await turnout(capsys, "set", "user-api", "5", "--admin", url_of(server))
+    assert (code, out) == (1, "")
     assert "HTTP 500: the flag store is on fire" in err
 
 
@@ -209,6 +228,8 @@ async def test_unreachable_admin(capsys: Any, dead_port: int, command: list[str]
 
 
 async def test_an_admin_that_never_answers_times_out(aiohttp_server: Any) -> None:
+    """The real admin API always answers: a generic HTTP server that hangs, not a fake of it."""
+
     async def hang(_: web.Request) -> web.Response:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
@@ -256,12 +277,11 @@ def test_admin_target_precedence(tmp_path: Path) -> None:
     assert admin_target(None, ipv6, {})[0] == "http://[::1]:9912"
 
 
-async def test_admin_address_from_the_config(
-    admin: TestServer, capsys: Any, tmp_path: Path
-) -> None:
-    config = write_config(tmp_path, f"0.0.0.0:{admin.port}")
+async def test_admin_address_from_the_config(admin: Turnout, capsys: Any, tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"0.0.0.0:{admin.admin_port}")
     code, out, _ = await turnout(capsys, "set", "checkout", "50", "-c", config)
     assert (code, out) == (0, "checkout: 100% -> 50%\n")
+    assert live(admin)["checkout"] == (50, "set", "127.0.0.1")
 
 
 def test_an_invalid_config_is_reported(tmp_path: Path, capsys: Any) -> None:
@@ -345,12 +365,12 @@ def test_format_change_and_rollback_all() -> None:
 
 
 async def test_a_config_invalid_elsewhere_still_gives_the_admin_address(
-    admin: TestServer, capsys: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    admin: Turnout, capsys: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`status -c FILE` is what an operator runs when the file was just broken."""
     path = tmp_path / "broken.yaml"
     path.write_text(
-        f"admin: {{listen: '127.0.0.1:{admin.port}', token_env: MY_TOKEN}}\n"
+        f"admin: {{listen: '127.0.0.1:{admin.admin_port}', token_env: MY_TOKEN}}\n"
         "backends: {legacy: {url: 'ftp://nope'}}\n"
         "flags: {a: {percent: 140}}\n"
         "bogus: 1\n"
@@ -362,6 +382,7 @@ async def test_a_config_invalid_elsewhere_still_gives_the_admin_address(
     assert "user-api" in out
     code, out, _ = await turnout(capsys, "set", "checkout", "50", "-c", str(path))
     assert (code, out) == (0, "checkout: 100% -> 50%\n")
+    assert live(admin)["checkout"] == (50, "set", "127.0.0.1")
 
 
 def test_a_config_without_admin_listen_or_readable_yaml_gives_the_default(
