@@ -7,8 +7,10 @@ and applies the transition through the ``Controller`` (one state-file write:
 the percent as a runtime override with reason ``canary``, or a ``rollback``,
 and the progress), then logs it, counts it and sends the webhook.
 
-It runs in the process that owns the state file and the admin API: a single
+It runs in the process that owns the state and the admin API: a single
 process. With ``--workers N`` the canary is not active (the supervisor warns).
+In a fleet (``state_store: redis://...``) every replica counts, but only the
+holder of the judge's lease (``leader``) judges, and its writes are fenced.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from proxy.canary.webhook import WebhookSender
 from proxy.canary.window import ShadowNumbers
 from proxy.config.flags import Canary
 from proxy.control.controller import Controller, UnknownFlag
-from proxy.control.state import FlagOverride
+from proxy.control.state import FlagOverride, NotLeader, StoreUnavailable, VersionConflict
 from proxy.exchange.service import ProxyService
 from proxy.observe.stats import Stats
 
@@ -88,12 +90,15 @@ class CanaryRunner:
         stats: Stats,
         parity: ParitySource = no_parity,
         clock: Callable[[], float] = time.monotonic,
+        leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self._controller = controller
         self._service = service
         self._stats = stats
         self.parity = parity
         self._clock = clock
+        self.leader = leader
+        """Whether this process may judge now (the fleet's lease; always alone)."""
         self._taps: dict[str, CanaryTap] = {}
         self._due: dict[str, float] = {}
         self._failovers_seen: dict[str, tuple[int, int]] = {}
@@ -136,7 +141,7 @@ class CanaryRunner:
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
-        self.sync()
+        await self.sync()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
@@ -149,7 +154,7 @@ class CanaryRunner:
         self._service.set_taps(_FEATURE, {})
         await self._webhooks.close()
 
-    def sync(self) -> None:
+    async def sync(self) -> None:
         """Follow the config (at start and after each reload): count and judge exactly
         the flags that have a canary; a newly seen one begins (or resumes its saved step)."""
         canaries = self.canaries()
@@ -162,7 +167,8 @@ class CanaryRunner:
         self._service.set_taps(_FEATURE, self._taps)
         for name in started:
             self._fresh_interval(name, canaries[name])
-            self._apply(name, canaries[name], begin(canaries[name], self._saved(name)))
+            if self.leader():  # a follower leaves the start to the leader (tick)
+                await self._apply(name, canaries[name], begin(canaries[name], self._saved(name)))
 
     def _saved(self, flag: str) -> Progress | None:
         return self.progress(flag) if flag in self._controller.state.canary else None
@@ -173,19 +179,30 @@ class CanaryRunner:
             wait = min((due - now for due in self._due.values()), default=_MAX_SLEEP)
             await asyncio.sleep(min(max(wait, 0.0), _MAX_SLEEP))
             try:
-                self.tick(self._clock())
+                await self.tick(self._clock())
             except Exception:  # a bug here must not end the judging of every flag
                 _log.exception("canary_tick_failed")
 
     # -- judging -------------------------------------------------------------------
-    def tick(self, now: float) -> None:
-        """Judge every canary flag whose interval has ended."""
+    async def tick(self, now: float) -> None:
+        """Judge every canary flag whose interval has ended (the leader only: a follower
+        drops its windows, so a new leader judges only its own full interval)."""
+        leading = self.leader()
         for name, canary in self.canaries().items():
             due = self._due.get(name)
             if due is None or now < due:
                 continue
+            if not leading:
+                self._fresh_interval(name, canary)
+                continue
             self._due[name] = now + canary.interval
-            self.judge(name, canary)
+            try:
+                if name not in self._controller.state.canary:  # not begun by anyone yet
+                    await self._apply(name, canary, begin(canary, None))
+                else:
+                    await self.judge(name, canary)
+            except (NotLeader, StoreUnavailable, VersionConflict) as refused:
+                _log.warning("canary_judgement_not_written", flag=name, reason=str(refused))
 
     def _fresh_interval(self, flag: str, canary: Canary) -> None:
         """Start the flag's interval now, its numbers from zero."""
@@ -206,7 +223,7 @@ class CanaryRunner:
         self._failovers_seen[flag] = now
         return now[0] - before[0], now[1] - before[1]
 
-    def judge(self, flag: str, canary: Canary) -> Verdict | None:
+    async def judge(self, flag: str, canary: Canary) -> Verdict | None:
         """Take the flag's window and judge it (only a progressing canary is judged)."""
         numbers = self._taps[flag].take()
         for backend, count in enumerate(self._failovers(flag)):
@@ -228,11 +245,11 @@ class CanaryRunner:
             legacy=verdict.legacy,
             checks={c.name: c.result for c in verdict.checks},
         )
-        self._apply(flag, canary, after_verdict(canary, progress, verdict), verdict)
+        await self._apply(flag, canary, after_verdict(canary, progress, verdict), verdict)
         return verdict
 
     # -- operators -------------------------------------------------------------------
-    def operator(self, action: str, flag: str | None, who: str) -> None:
+    async def operator(self, action: str, flag: str | None, who: str) -> None:
         """Follow an operator's change (already applied to the flag's percent, except
         ``promote``, which only a canary knows). ``flag`` None: every flag (rollback)."""
         canaries = self.canaries()
@@ -248,16 +265,24 @@ class CanaryRunner:
             transition = after_operator(canary, self.progress(name), action, who)
             if action in ("resume", "promote"):
                 self._fresh_interval(name, canary)  # numbers of the new percent only
-            self._apply(name, canary, transition)
+            await self._apply(name, canary, transition, fenced=False)
 
     # -- applying a transition ------------------------------------------------------------
-    def _apply(
-        self, flag: str, canary: Canary, transition: Transition, verdict: Verdict | None = None
+    async def _apply(
+        self,
+        flag: str,
+        canary: Canary,
+        transition: Transition,
+        verdict: Verdict | None = None,
+        *,
+        fenced: bool = True,
     ) -> None:
         before_percent = self._controller.table.flags[flag].percent
         override = _override(transition)
         if transition.after != transition.before or override is not None:
-            self._controller.apply_canary(flag, transition.after.to_json(), override)
+            await self._controller.apply_canary(
+                flag, transition.after.to_json(), override, fenced=fenced
+            )
         if not transition.moved:
             return
         after_percent = self._controller.table.flags[flag].percent

@@ -96,7 +96,7 @@ class Turnout(ControlSurface):
         if reloaded:
             await self._restart_checkers()
             if self.canary is not None:
-                self.canary.sync()
+                await self.canary.sync()
         return reloaded
 
     async def _reload_quietly(self) -> None:
