@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.admin.render import format_status
 from proxy.config.loader import ConfigError, parse_config
 from proxy.config.state_store import parse_state_store
 from proxy.control.controller import Controller
@@ -108,3 +109,17 @@ def test_the_fleet_view_shows_the_leader_ages_versions_and_stale_replicas() -> N
 def test_long_silent_and_unreadable_records_are_pruned() -> None:
     records = {"old": beat("old", 0.0), "new": beat("new", 990.0), "junk": b"[]"}
     assert sorted(to_prune(records, 1000.0)) == ["junk", "old"]
+
+
+def test_turnout_status_shows_the_fleet_under_the_flags() -> None:
+    records = {"a": beat("a", 999.0, leader=True), "b": beat("b", 900.0, version=2)}
+    view = fleet_view(records, "a", "a", True, 3, 1000.0)
+    text = format_status({"config_hash": "abc", "flags": [], "backends": {}, "fleet": view})
+    lines = text.splitlines()
+    assert "fleet: state store up, state version 3, leader a" in lines
+    (row_a,) = [line for line in lines if line.strip().startswith("a *")]
+    assert "yes" in row_a.split() and "1.0s ago" in row_a
+    (row_b,) = [line for line in lines if line.strip().startswith("b ")]
+    assert "100.0s ago (stale)" in row_b and row_b.split()[-1] == "2"
+    down = format_status({"flags": [], "fleet": {**view, "state_store_up": False}})
+    assert "state store DOWN (changes refused)" in down
