@@ -91,10 +91,12 @@ async def launch(
     names = (f"r{n}" for n in itertools.count(1))
     started: list[Replica] = []
 
-    async def run(count: int, flags: dict[str, Any] | None = None) -> list[Replica]:
+    async def run(
+        count: int, flags: dict[str, Any] | None = None, *args: str
+    ) -> list[Replica]:
         replicas = [_replica(next(names), flags) for _ in range(count)]
         for replica in replicas:
-            replica.process = await start_serve(replica.config)
+            replica.process = await start_serve(replica.config, *args)
             started.append(replica)
         for replica in replicas:
             assert replica.process is not None
@@ -293,3 +295,18 @@ class _Traffic:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_a_replica_with_workers_follows_the_fleet_in_every_worker(launch: Launch) -> None:
+    (single,) = await launch(1)
+    (supervised,) = await launch(1, None, "--workers", "2")
+    await single.client.set_percent("main", 100)
+    await seen_within([supervised], "main", 100, REACH)
+    deadline = time.monotonic() + REACH  # the supervisor pushes it to its workers
+    while await supervised.backend_of_a_request() != "new":
+        assert time.monotonic() < deadline, "the workers did not get the change"
+    # both workers have it (new connections spread over them): every request goes to new
+    for _ in range(20):
+        assert await supervised.backend_of_a_request() == "new"
+    await supervised.client.set_percent("main", 0)  # and its admin API writes to the fleet
+    await seen_within([single], "main", 0, REACH)
