@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from proxy.admin.render import format_status
+from proxy.cli import main
 from proxy.config.loader import ConfigError, parse_config
 from proxy.config.state_store import parse_state_store
 from proxy.control.controller import Controller
@@ -123,3 +126,20 @@ def test_turnout_status_shows_the_fleet_under_the_flags() -> None:
     assert "100.0s ago (stale)" in row_b and row_b.split()[-1] == "2"
     down = format_status({"flags": [], "fleet": {**view, "state_store_up": False}})
     assert "state store DOWN (changes refused)" in down
+
+
+def test_check_warns_that_without_prometheus_the_leader_judges_its_own_share(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "turnout.yaml"
+    config.write_text(
+        "backends: {legacy: {url: 'http://a'}, new: {url: 'http://b'}}\n"
+        "state_store: redis://127.0.0.1:6379/0\n"
+        "flags: {main: {percent: 0, canary: {steps: [10, 100]}}}\n"
+        "routes: [{path: /**, flag: main}]\n"
+    )
+    assert main(["check", "-c", str(config)]) == 0
+    assert (
+        f"{config}: state_store: warning: state_store is set but the canary of main has no "
+        "prometheus_url: the replica that holds the judge's lease judges only its own share"
+    ) in capsys.readouterr().err
