@@ -53,7 +53,11 @@ async def replicas(redis_server: RedisServer) -> AsyncIterator[Callable[[str], R
 
     yield make
     for replica in started:
+        # A replica's shutdown must not hang: redis-py turns a cancel that meets its read
+        # timeout into a timeout, and after an outage one cancel() left it running ~1 min.
+        stopping = time.monotonic()
         await replica.follower.stop()
+        assert time.monotonic() - stopping < 2.0, "the follower did not stop"
         await replica.store.close()
 
 
