@@ -4,6 +4,7 @@ fencing, the lease, and an outage (Redis stopped and started again, its data gon
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -152,3 +153,73 @@ async def test_redis_down_refuses_changes_and_the_state_comes_back_with_it(
         await asyncio.sleep(0.05)
     await a.set("main", 50)
     assert a.percent() == 50
+
+
+class Cable:
+    """A TCP forwarder between one replica and Redis that can be unplugged: that
+    replica alone loses Redis while the others keep it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server: asyncio.Server | None = None
+        self.links: list[asyncio.StreamWriter] = []
+        self.plugged = True
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.plugged:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.links += [writer, up_writer]
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    def unplug(self) -> None:
+        self.plugged = False
+        for writer in self.links:
+            writer.close()
+        self.links.clear()
+
+    async def close(self) -> None:
+        self.unplug()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+async def test_a_change_made_while_one_replica_was_cut_off_is_applied_when_it_reconnects(
+    redis_server: RedisServer, replicas: Callable[[str], Replica]
+) -> None:
+    cable = Cable(redis_server.port)
+    port = await cable.start()
+    try:
+        a = replicas("a")
+        b = Replica(f"redis://127.0.0.1:{port}/0?name=test", "b")  # b's Redis is behind the cable
+        for replica in (a, b):
+            await replica.follower.catch_up()
+            replica.follower.start()
+        await wait_until(lambda: b.follower.subscribed)
+        cable.unplug()
+        await wait_until(lambda: not b.store.up())
+        await a.set("main", 70)  # b cannot see it
+        with pytest.raises(StoreUnavailable):
+            await b.set("other", 10)
+        assert b.percent() == 0
+        cable.plugged = True
+        await wait_until(lambda: b.percent() == 70, timeout=5)  # no message: the read on reconnect
+        assert b.store.up()
+        await b.follower.stop()
+        await b.store.close()
+    finally:
+        await cable.close()
