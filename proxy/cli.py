@@ -208,7 +208,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from proxy.runtime.app import read_config
+    from proxy.runtime.app import fleet_canary_warning, read_config
 
     try:
         loaded = read_config(args.config)
@@ -219,6 +219,9 @@ def _check(args: argparse.Namespace) -> int:
         sys.stderr.write(
             f"{warning.file}:{warning.line}: {warning.path}: warning: {warning.message}\n"
         )
+    fleet_warning = fleet_canary_warning(loaded.config)
+    if fleet_warning is not None:
+        sys.stderr.write(f"{args.config}: state_store: warning: {fleet_warning}\n")
     sys.stdout.write(f"{args.config}: {summarize(loaded.config)}\n")
     return 0
 

@@ -28,6 +28,8 @@ PURE = (
     "shadow/report.py",
     "shadow/sampling.py",
     "shadow/summary.py",
+    "fleet/term.py",
+    "fleet/view.py",
 )
 PURE_MAY_IMPORT = (
     "proxy.config.",

@@ -23,7 +23,7 @@ from aiohttp import web
 from proxy.canary.machine import CanaryRefused
 from proxy.config.values import parse_percent
 from proxy.control.controller import RolledBack, UnknownFlag
-from proxy.control.state import FlagOverride
+from proxy.control.state import FlagOverride, StoreUnavailable, VersionConflict
 from proxy.coverage.live import LiveCoverage
 from proxy.decision.table import RoutingTable
 from proxy.observe.prometheus import CONTENT_TYPE, ControlState, render
@@ -55,6 +55,8 @@ class Control(Protocol):
     async def mutate(
         self, action: str, flag: str | None, who: str, percent: float | None = None
     ) -> dict[str, object]: ...
+
+    async def fleet_status(self) -> dict[str, Any] | None: ...
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -116,6 +118,9 @@ def _read_routes(app: web.Application, control: Control, coverage: LiveCoverage)
             await coverage.view(table),
             control.canary_status(),
         )
+        fleet = await control.fleet_status()
+        if fleet is not None:
+            document["fleet"] = fleet
         return _json(document)
 
     async def config(_: web.Request) -> web.Response:
@@ -152,6 +157,11 @@ def _mutation_routes(app: web.Application, control: Control) -> None:
             return _error(409, "rolled_back", str(refused))
         except CanaryRefused as refused:
             return _error(409, "canary_refused", str(refused))
+        except StoreUnavailable as down:
+            return _error(503, "state_store_unavailable", str(down))
+        except VersionConflict:
+            message = "other replicas kept changing the state meanwhile: nothing changed, retry"
+            return _error(409, "state_conflict", message)
 
     async def set_percent(request: web.Request) -> web.Response:
         return await change(request, "percent", request.match_info["name"])

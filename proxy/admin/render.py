@@ -38,7 +38,7 @@ def format_status(doc: Mapping[str, Any]) -> str:
     lines = [_summary_line(doc), ""]
     flags = [flag for flag in doc.get("flags") or [] if isinstance(flag, dict)]
     if not flags:
-        return "\n".join([*lines, "no flags configured"]) + "\n"
+        return "\n".join([*lines, "no flags configured", *format_fleet(doc.get("fleet"))]) + "\n"
     rows = [list(_COLUMNS), *(_flag_row(flag) for flag in flags)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     for row in rows:
@@ -47,7 +47,45 @@ def format_status(doc: Mapping[str, Any]) -> str:
     shadow = _shadow_lines(flags)
     lines = [*lines, *([""] if shadow else []), *shadow]
     lines.extend(format_canaries(flags))
+    lines.extend(format_fleet(doc.get("fleet")))
     return "\n".join(lines) + "\n"
+
+
+def format_fleet(fleet: Any) -> list[str]:
+    """Below the table in fleet mode: the store, the leader and each replica's heartbeat
+    age and state version (``*`` marks the replica that answered)."""
+    if not isinstance(fleet, dict):
+        return []
+    store = "up" if fleet.get("state_store_up") else "DOWN (changes refused)"
+    head = (
+        f"fleet: state store {store}, state version {fleet.get('state_version', '?')}, "
+        f"leader {fleet.get('leader') or 'none'}"
+    )
+    rows = [["REPLICA", "ADMIN", "LEADER", "HEARTBEAT", "VERSION"]]
+    for replica in fleet.get("replicas") or []:
+        if isinstance(replica, dict):
+            rows.append(_replica_row(replica))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    table = [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return ["", head, *(line.rstrip() for line in table)]
+
+
+def _replica_row(replica: Mapping[str, Any]) -> list[str]:
+    age = replica.get("heartbeat_age_seconds")
+    heartbeat = f"{age:.1f}s ago" if is_number(age) else "?"
+    if replica.get("stale"):
+        heartbeat += " (stale)"
+    name = str(replica.get("id", "?")) + (" *" if replica.get("self") else "")
+    return [
+        name,
+        str(replica.get("admin") or "-"),
+        "yes" if replica.get("leader") else "",
+        heartbeat,
+        str(replica.get("state_version", "?")),
+    ]
 
 
 _BACKENDS = ("legacy", "new")

@@ -12,8 +12,10 @@ from Prometheus (the fleet's numbers, ``proxy.canary.prometheus_source``): then
 no tap counts its requests here, and the interval is judged ``prometheus_lag``
 after its end, once Prometheus holds its last scrapes.
 
-It runs in the process that owns the state file and the admin API: a single
+It runs in the process that owns the state and the admin API: a single
 process. With ``--workers N`` the canary is not active (the supervisor warns).
+In a fleet (``state_store: redis://...``) every replica counts, but only the
+holder of the judge's lease (``leader``) judges, and its writes are fenced.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from proxy.canary.webhook import WebhookSender
 from proxy.canary.window import IntervalNumbers, ShadowNumbers
 from proxy.config.flags import Canary
 from proxy.control.controller import Controller, UnknownFlag
-from proxy.control.state import FlagOverride
+from proxy.control.state import FlagOverride, NotLeader, StoreUnavailable, VersionConflict
 from proxy.exchange.service import ProxyService
 from proxy.observe.stats import Stats
 
@@ -95,6 +97,7 @@ class CanaryRunner:
         stats: Stats,
         parity: ParitySource = no_parity,
         clock: Callable[[], float] = time.monotonic,
+        leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self._controller = controller
         self._service = service
@@ -102,6 +105,8 @@ class CanaryRunner:
         self.parity = parity
         self._clock = clock
         self._flags: set[str] = set()
+        self.leader = leader
+        """Whether this process may judge now (the fleet's lease; always alone)."""
         self._taps: dict[str, CanaryTap] = {}
         """The taps of the flags judged on this process's own numbers (no ``prometheus_url``)."""
         self._prometheus = PrometheusSource()
@@ -147,7 +152,7 @@ class CanaryRunner:
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
-        self.sync()
+        await self.sync()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
@@ -162,7 +167,7 @@ class CanaryRunner:
         await self._webhooks.close()
         await self._prometheus.close()
 
-    def sync(self) -> None:
+    async def sync(self) -> None:
         """Follow the config (at start and after each reload): count and judge exactly
         the flags that have a canary; a newly seen one begins (or resumes its saved step).
         A flag judged from Prometheus has no tap: its requests are counted only once."""
@@ -180,7 +185,8 @@ class CanaryRunner:
         self._service.set_taps(_FEATURE, self._taps)
         for name in started:
             self._fresh_interval(name, canaries[name])
-            self._apply(name, canaries[name], begin(canaries[name], self._saved(name)))
+            if self.leader():  # a follower leaves the start to the leader (tick)
+                await self._apply(name, canaries[name], begin(canaries[name], self._saved(name)))
 
     def _saved(self, flag: str) -> Progress | None:
         return self.progress(flag) if flag in self._controller.state.canary else None
@@ -198,13 +204,24 @@ class CanaryRunner:
     # -- judging -------------------------------------------------------------------
     async def tick(self, now: float) -> None:
         """Judge every canary flag whose interval has ended (``prometheus_lag`` ago, for
-        a flag judged from Prometheus; the next interval starts now)."""
+        a flag judged from Prometheus; the next interval starts now). The leader only: a
+        follower drops its windows, so a new leader judges only its own full interval."""
+        leading = self.leader()
         for name, canary in self.canaries().items():
             due = self._due.get(name)
             if due is None or now < due:
                 continue
+            if not leading:
+                self._fresh_interval(name, canary)
+                continue
             self._due[name] = now + canary.interval + _lag(canary)
-            await self.judge(name, canary, ended=due - _lag(canary))
+            try:
+                if name not in self._controller.state.canary:  # not begun by anyone yet
+                    await self._apply(name, canary, begin(canary, None))
+                else:
+                    await self.judge(name, canary, ended=due - _lag(canary))
+            except (NotLeader, StoreUnavailable, VersionConflict) as refused:
+                _log.warning("canary_judgement_not_written", flag=name, reason=str(refused))
 
     def _fresh_interval(self, flag: str, canary: Canary) -> None:
         """Start the flag's interval now, its numbers from zero."""
@@ -260,7 +277,7 @@ class CanaryRunner:
             legacy=verdict.legacy,
             checks={c.name: c.result for c in verdict.checks},
         )
-        self._apply(flag, canary, after_verdict(canary, progress, verdict), verdict)
+        await self._apply(flag, canary, after_verdict(canary, progress, verdict), verdict)
         return verdict
 
     async def _fleet_verdict(
@@ -277,7 +294,7 @@ class CanaryRunner:
         return replace(judge_interval(canary, numbers, shadow), source="prometheus")
 
     # -- operators -------------------------------------------------------------------
-    def operator(self, action: str, flag: str | None, who: str) -> None:
+    async def operator(self, action: str, flag: str | None, who: str) -> None:
         """Follow an operator's change (already applied to the flag's percent, except
         ``promote``, which only a canary knows). ``flag`` None: every flag (rollback)."""
         canaries = self.canaries()
@@ -293,16 +310,24 @@ class CanaryRunner:
             transition = after_operator(canary, self.progress(name), action, who)
             if action in ("resume", "promote"):
                 self._fresh_interval(name, canary)  # numbers of the new percent only
-            self._apply(name, canary, transition)
+            await self._apply(name, canary, transition, fenced=False)
 
     # -- applying a transition ------------------------------------------------------------
-    def _apply(
-        self, flag: str, canary: Canary, transition: Transition, verdict: Verdict | None = None
+    async def _apply(
+        self,
+        flag: str,
+        canary: Canary,
+        transition: Transition,
+        verdict: Verdict | None = None,
+        *,
+        fenced: bool = True,
     ) -> None:
         before_percent = self._controller.table.flags[flag].percent
         override = _override(transition)
         if transition.after != transition.before or override is not None:
-            self._controller.apply_canary(flag, transition.after.to_json(), override)
+            await self._controller.apply_canary(
+                flag, transition.after.to_json(), override, fenced=fenced
+            )
         if not transition.moved:
             return
         after_percent = self._controller.table.flags[flag].percent

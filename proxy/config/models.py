@@ -35,6 +35,7 @@ from proxy.config.flags import (
     TargetList,
 )
 from proxy.config.shorthand import check_route_path, parse_host_port, sticky_source_dict
+from proxy.config.state_store import parse_state_store
 from proxy.config.tls import BackendTls
 from proxy.config.values import Duration, PositiveDuration, PositiveSize, check_header_name
 
@@ -344,6 +345,9 @@ class Config(_Model):
     listen: HostPort = HostPort(host="0.0.0.0", port=8080)
     admin: AdminConfig = AdminConfig()
     state_file: str | None = None
+    state_store: str | None = None
+    """``redis://HOST:PORT/DB?name=DEPLOYMENT``: runtime state shared by a fleet of
+    replicas (``proxy.config.state_store``); without it, ``state_file``."""
     discrepancy_log: str | None = None
     request_timeout: PositiveDuration = 60.0
     drain_timeout: Duration = 30.0
@@ -369,6 +373,13 @@ class Config(_Model):
                 "; ".join(f"routes[{index}].{fld}: {msg}" for index, fld, msg in problems)
             )
         return self
+
+    @field_validator("state_store")
+    @classmethod
+    def _state_store(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_state_store(value)
+        return value
 
     def route_flag(self, route: RouteConfig) -> FlagConfig:
         """The flag a route points at (always defined in a valid config)."""

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -36,6 +36,43 @@ REASONS = frozenset({"set", "rollback", "canary"})
 
 class StateFormatError(ValueError):
     """The state file's content is not a state this version understands."""
+
+
+class StoreUnavailable(Exception):
+    """The state store cannot be written now (Redis down): the change is not made.
+
+    The admin API answers 503 with this message; nothing is applied locally."""
+
+
+class VersionConflict(Exception):
+    """Another replica wrote the state since this one read it. Carries the stored
+    state and its version (read in the same atomic step) to adopt before a retry."""
+
+    def __init__(self, version: int, state: RuntimeState) -> None:
+        super().__init__(f"the state changed meanwhile (now version {version})")
+        self.version = version
+        self.state = state
+
+
+class NotLeader(Exception):
+    """A fenced write (a canary judgement) by a replica that no longer holds the lease."""
+
+
+class StateBackend(Protocol):
+    """Where the runtime state lives: the local ``state_file`` or a shared store.
+
+    ``write`` is conditional: it succeeds only when the stored version is still
+    ``base`` (the version the change was computed from) and returns the new
+    version. ``fenced`` writes (canary judgements) also need this replica to
+    hold the judge's lease. Raises ``StoreUnavailable``, ``VersionConflict`` or
+    ``NotLeader``; on any of them nothing was written.
+    """
+
+    def load(self) -> RuntimeState: ...
+
+    async def write(self, state: RuntimeState, base: int, *, fenced: bool = False) -> int: ...
+
+    def up(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -129,6 +166,20 @@ class StateStore:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self._memory = RuntimeState()
+
+    async def write(self, state: RuntimeState, base: int, *, fenced: bool = False) -> int:
+        """``save`` behind the ``StateBackend`` interface: one writer, so no conflicts
+        and no lease (``fenced`` is moot); the version only counts this process's writes."""
+        self.save(state)
+        return base + 1
+
+    def up(self) -> bool:
+        """Whether the next save can succeed: the file's directory is writable (a save
+        writes a temporary file there and renames it). Always true without a file
+        (``turnout_state_store_up``)."""
+        if self.path is None:
+            return True
+        return os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK)
 
     def load(self) -> RuntimeState:
         """The saved state; empty when there is none, or when it is corrupt (set aside)."""

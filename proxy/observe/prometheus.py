@@ -35,6 +35,7 @@ class ControlState:
     canary_state: Mapping[str, str] = field(default_factory=dict)
     reloads: Mapping[str, int] = field(default_factory=lambda: {"success": 0, "failure": 0})
     last_reload_success: float = 0.0
+    state_store_up: bool = True
 
 
 def _counter(name: str, doc: str, labels: list[str], rows: list[list[Any]]) -> Metric:
@@ -139,6 +140,12 @@ def families(snapshot: Snapshot, control: ControlState) -> Iterator[Metric]:
         "turnout_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful config load.",
         value=control.last_reload_success,
+    )
+    yield GaugeMetricFamily(
+        "turnout_state_store_up",
+        "1 while runtime changes can be saved: Redis answers (state_store), or the "
+        "state_file's directory is writable (always 1 without either).",
+        value=1.0 if control.state_store_up else 0.0,
     )
 
 

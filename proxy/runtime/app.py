@@ -7,6 +7,7 @@ with several, and what the tests start in-process on ephemeral ports.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import aiohttp.http_parser
 import structlog
@@ -15,10 +16,13 @@ from aiohttp import web
 from proxy.admin.api import no_token_message, start_admin
 from proxy.canary.runner import CanaryRunner, ShadowParity
 from proxy.config.loader import ConfigError, LoadedConfig, read_config
+from proxy.config.models import Config
+from proxy.config.state_store import parse_state_store
 from proxy.control.controller import Controller
 from proxy.control.state import StateStore
 from proxy.control.watch import ConfigWatcher
 from proxy.exchange.service import ProxyService
+from proxy.fleet.fleet import Fleet, replica_id
 from proxy.http.pool import PoolRegistry
 from proxy.observe.stats import Snapshot, Stats
 from proxy.resilience.checker import HealthChecker
@@ -45,9 +49,30 @@ def warn_if_slow_parser() -> None:
         )
 
 
+def fleet_canary_warning(config: Config) -> str | None:
+    """With a shared state store but no ``canary.prometheus_url``, the judge (one replica)
+    sees only the traffic that replica served: say so (`turnout serve` and `check`)."""
+    if config.state_store is None:
+        return None
+    flags = sorted(
+        name
+        for name, flag in config.flags.items()
+        if flag.canary is not None and flag.canary.prometheus_url is None
+    )
+    if not flags:
+        return None
+    return (
+        f"state_store is set but the canary of {', '.join(flags)} has no prometheus_url: "
+        "the replica that holds the judge's lease judges only its own share of the traffic"
+    )
+
+
 def warn_at_start(loaded: LoadedConfig) -> None:
     """Say once, at start-up, what the config asks for that will not happen."""
     admin = loaded.config.admin
+    fleet_warning = fleet_canary_warning(loaded.config)
+    if fleet_warning is not None:
+        _log.warning("canary_judges_one_replica", message=fleet_warning)
     if not (admin.token_env and os.environ.get(admin.token_env)):
         _log.warning("admin_token_missing", message=no_token_message(admin.token_env))
     for warning in loaded.warnings:
@@ -59,12 +84,19 @@ def warn_at_start(loaded: LoadedConfig) -> None:
 class Turnout(ControlSurface):
     """The proxy service of one process, its counters, health, live control and admin API."""
 
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, loaded: LoadedConfig, *, shared: bool = True) -> None:
+        """``shared=False``: a worker, which gets its state from the supervisor and
+        does not join the fleet itself."""
         self.stats = Stats()
         self.pools = PoolRegistry()
-        super().__init__(
-            Controller(loaded, StateStore(loaded.config.state_file), self.stats, self.pools)
+        config = loaded.config
+        self.fleet = (
+            Fleet(parse_state_store(config.state_store), replica_id(config.admin.listen.port))
+            if config.state_store is not None and shared
+            else None
         )
+        store = self.fleet.store if self.fleet is not None else StateStore(config.state_file)
+        super().__init__(Controller(loaded, store, self.stats, self.pools))
         backends = loaded.config.backends
         self.health = HealthRegistry(
             backends.legacy.outlier_detection, backends.new.outlier_detection
@@ -88,7 +120,12 @@ class Turnout(ControlSurface):
         return {**self.stats.snapshot(), **self.shadow.snapshot_rows()}
 
     def ready(self) -> bool:
-        return self.proxy_port != 0 and any(self.health.up().values())
+        """Listening, a backend up and, in a fleet, the shared state read once."""
+        synced = self.fleet is None or self.fleet.synced
+        return self.proxy_port != 0 and synced and any(self.health.up().values())
+
+    async def fleet_status(self) -> dict[str, Any] | None:
+        return await self.fleet.status() if self.fleet is not None else None
 
     async def reload(self) -> bool:
         """Re-read the config file (SIGHUP, file change); health checks and canaries follow."""
@@ -96,7 +133,7 @@ class Turnout(ControlSurface):
         if reloaded:
             await self._restart_checkers()
             if self.canary is not None:
-                self.canary.sync()
+                await self.canary.sync()
         return reloaded
 
     async def _reload_quietly(self) -> None:
@@ -109,12 +146,16 @@ class Turnout(ControlSurface):
         """Listen, check health, watch the file. A listen address that cannot be bound
         raises ``ListenError`` after what was started is stopped again."""
         config = self.loaded.config
+        fleet = self.fleet if admin else None
+        if fleet is not None:  # the shared state before the first request
+            await fleet.start(self.controller)
         if admin:  # the process with the admin API owns the state: it runs the canary
             self.canary = CanaryRunner(
                 self.controller,
                 self.service,
                 self.stats,
                 ShadowParity(self.stats, self.shadow.new_errors),
+                leader=fleet.leading if fleet is not None else lambda: True,
             )
             await self.canary.start()  # before listening: the first request sees its step
         try:
@@ -129,6 +170,8 @@ class Turnout(ControlSurface):
                     "admin.listen",
                     config.admin.listen,
                 )
+                if fleet is not None:
+                    fleet.admin = f"{config.admin.listen.host}:{self.admin_port}"
         except ListenError:
             await self.stop()
             raise
@@ -148,6 +191,8 @@ class Turnout(ControlSurface):
             await checker.stop()
         if self.canary is not None:
             await self.canary.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
         await self.service.stop()
         await self.shadow.stop()  # shadows still running after the drain
 

@@ -12,14 +12,17 @@ import asyncio
 import contextlib
 import os
 import signal
+from typing import Any
 
 import structlog
 
 from proxy.admin.api import start_admin
 from proxy.config.loader import LoadedConfig
+from proxy.config.state_store import parse_state_store
 from proxy.control.controller import Controller
 from proxy.control.state import StateStore
 from proxy.control.watch import ConfigWatcher
+from proxy.fleet.fleet import Fleet, replica_id
 from proxy.http.pool import PoolRegistry
 from proxy.observe.stats import Snapshot, Stats
 from proxy.runtime.app import warn_at_start, warn_if_slow_parser
@@ -36,20 +39,38 @@ class SupervisorControl(ControlSurface):
 
     The supervisor keeps its own Controller (config, runtime state, state file);
     workers get runtime changes pushed over their sockets and reload on SIGHUP.
+    With ``state_store`` the supervisor is the replica: it follows the shared state
+    and pushes what it adopts to its workers (it does not judge: no canary here).
     """
 
     def __init__(self, loaded: LoadedConfig, workers: WorkerSet) -> None:
-        super().__init__(
-            Controller(loaded, StateStore(loaded.config.state_file), Stats(), PoolRegistry())
+        config = loaded.config
+        self.fleet = (
+            Fleet(
+                parse_state_store(config.state_store),
+                replica_id(config.admin.listen.port),
+                judge=False,
+            )
+            if config.state_store is not None
+            else None
         )
+        store = self.fleet.store if self.fleet is not None else StateStore(config.state_file)
+        super().__init__(Controller(loaded, store, Stats(), PoolRegistry()))
         self.workers = workers
+
+    async def push_state(self) -> None:
+        await self.workers.push_state(self.controller.state)
+
+    async def fleet_status(self) -> dict[str, Any] | None:
+        return await self.fleet.status() if self.fleet is not None else None
 
     async def snapshot(self) -> Snapshot:
         await self.workers.snapshots()
         return {**self.workers.totals.total(), "worker_restarts": self.workers.restarts}
 
     def ready(self) -> bool:
-        return self.workers.started and self.workers.alive()
+        synced = self.fleet is None or self.fleet.synced
+        return synced and self.workers.started and self.workers.alive()
 
     async def mutate(
         self, action: str, flag: str | None, who: str, percent: float | None = None
@@ -96,6 +117,9 @@ async def supervise(loaded: LoadedConfig, count: int) -> int:
         await workers.stop(grace=5)
         await admin.cleanup()
         raise
+    if control.fleet is not None:
+        control.fleet.admin = f"{config.admin.listen.host}:{admin_port}"
+        await control.fleet.start(control.controller, on_adopted=control.push_state)
     config_watcher = ConfigWatcher(loaded.path, control.reload)
     await config_watcher.start()
     on_reload_signal(control.reload)
@@ -110,6 +134,8 @@ async def supervise(loaded: LoadedConfig, count: int) -> int:
     )
     code = await _serve_until_stopped(stopped, workers, control, config.drain_timeout)
     await config_watcher.stop()
+    if control.fleet is not None:
+        await control.fleet.stop()
     await workers.stop(grace=config.drain_timeout + 5)
     await admin.cleanup()
     _log.info("turnout_stopped")

@@ -12,7 +12,12 @@ from typing import Any
 
 from proxy.canary.machine import CanaryRefused
 from proxy.canary.runner import CanaryRunner
-from proxy.control.controller import Controller, UnknownFlag, apply_mutation
+from proxy.control.controller import (
+    Controller,
+    UnknownFlag,
+    apply_mutation,
+    retry_on_conflict,
+)
 from proxy.control.state import FlagOverride
 from proxy.exchange.service import ProxyTable
 from proxy.observe.prometheus import ControlState
@@ -38,7 +43,12 @@ class ControlSurface:
             canary_state={name: s["state"] for name, s in self.canary_status().items()},
             reloads=dict(self.controller.reloads),
             last_reload_success=self.controller.last_reload_success,
+            state_store_up=self.controller.store.up(),
         )
+
+    async def fleet_status(self) -> dict[str, Any] | None:
+        """The fleet view of ``/status`` (``None`` without a shared state store)."""
+        return None
 
     def overrides(self) -> dict[str, FlagOverride]:
         return dict(self.controller.state.overrides)
@@ -52,20 +62,22 @@ class ControlSurface:
         """An operator's change; a canary flag's canary follows it (``set`` pauses it,
         ``resume`` restarts it, ...). ``promote`` exists for canary flags only."""
         if action == "promote":
-            return self._promote(flag, who)
-        result = apply_mutation(self.controller, action, flag, who, percent)
-        if self.canary is not None:
-            self.canary.operator(action, flag, who)
+            return await self._promote(flag, who)
+        result = await apply_mutation(self.controller, action, flag, who, percent)
+        canary = self.canary
+        if canary is not None:
+            await retry_on_conflict(lambda: canary.operator(action, flag, who))
             if flag is not None:
                 result["after"] = self.table.flags[flag].percent
         return result
 
-    def _promote(self, flag: str | None, who: str) -> dict[str, object]:
+    async def _promote(self, flag: str | None, who: str) -> dict[str, object]:
         if flag is None or flag not in self.table.flags:
             raise UnknownFlag(flag)
         if self.canary is None:
             raise CanaryRefused("the canary is not active in this process (--workers)")
         before = self.table.flags[flag].percent
-        self.canary.operator("promote", flag, who)
+        canary = self.canary
+        await retry_on_conflict(lambda: canary.operator("promote", flag, who))
         after = self.table.flags[flag].percent
         return {"flag": flag, "action": "promote", "before": before, "after": after}

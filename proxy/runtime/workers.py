@@ -50,7 +50,7 @@ _POLL_SECONDS = 0.5
 async def run_worker(loaded: LoadedConfig, socket_path: str) -> int:
     """A worker: the proxy on the shared port plus a snapshot endpoint on ``socket_path``."""
     supervisor = os.getppid()
-    turnout = Turnout(loaded)
+    turnout = Turnout(loaded, shared=False)  # the supervisor follows the fleet's state
     try:
         await turnout.start(reuse_port=True, admin=False)
     except ListenError:

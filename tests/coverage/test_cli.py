@@ -158,7 +158,7 @@ async def test_admin_gives_live_percents_and_the_share_of_live_requests(
     legacy, new = await answering_backend(aiohttp_server), await answering_backend(aiohttp_server)
     config = yaml.safe_load(CONFIG.read_text())
     turnout = await start_turnout(legacy, new, flags=config["flags"], routes=config["routes"])
-    turnout.controller.set_percent("user-api", 100, "test")
+    await turnout.controller.set_percent("user-api", 100, "test")
     proxy = f"http://127.0.0.1:{turnout.proxy_port}"
     async with aiohttp.ClientSession() as session:
         for path in ("/api/users", "/api/users", "/api/reports/7", "/api/public/status"):

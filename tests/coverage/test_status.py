@@ -65,7 +65,7 @@ async def test_status_shows_coverage_per_flag_at_the_live_percent(
     assert (summary["missing_in_new"], summary["only_in_new"]) == (2, 2)
     assert summary["served_by_new_at_100"]["operations"] == 1
 
-    turnout.controller.set_percent("user-api", 50, "test")
+    await turnout.controller.set_percent("user-api", 50, "test")
     status = await get_status(turnout)
     user_api = next(flag for flag in status["flags"] if flag["name"] == "user-api")
     assert user_api["coverage"]["served_by_new"] == 0.5

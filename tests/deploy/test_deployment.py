@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from proxy.config.state_store import parse_state_store
 from tests.deploy.manifests import (
     DOCKERFILE,
     config,
@@ -107,14 +108,16 @@ def test_the_configmap_is_mounted_as_a_directory_so_that_reloads_see_changes() -
     assert "subPath" not in mount
 
 
-def test_the_state_file_is_on_a_writable_volume() -> None:
-    """readOnlyRootFilesystem is on: state_file's directory must be a mount."""
-    state_file = config().state_file
-    assert state_file is not None
-    spec = container(find("Deployment", "turnout"))
-    assert spec["securityContext"]["readOnlyRootFilesystem"] is True
-    writable = {mount["mountPath"] for mount in spec["volumeMounts"] if not mount.get("readOnly")}
-    assert str(Path(state_file).parent) in writable
+def test_the_shared_state_store_is_the_redis_of_the_base() -> None:
+    """Three replicas share one state: state_store names the Service and port of
+    redis.yaml (a URL that no Service answers would leave every pod unready)."""
+    address = parse_state_store(str(config().state_store))
+    host, _, port = address.url.removeprefix("redis://").partition("/")[0].partition(":")
+    service = find("Service", host)["spec"]
+    assert int(port) in {item["port"] for item in service["ports"]}
+    redis = find("Deployment", host)
+    assert service["selector"].items() <= redis["spec"]["template"]["metadata"]["labels"].items()
+    assert config().state_file is None  # not used with a state_store: not set, not mounted
 
 
 def test_the_admin_token_comes_from_a_secret_under_token_env() -> None:
