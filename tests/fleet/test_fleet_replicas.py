@@ -68,9 +68,9 @@ class Replica:
 Launch = Callable[..., Awaitable[list[Replica]]]
 
 
-def backend_app() -> web.Application:
+def backend_app(status: int = 200) -> web.Application:
     async def answer(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+        return web.json_response({"ok": status < 500}, status=status)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", answer)
@@ -84,17 +84,27 @@ async def launch(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Launch]:
-    """``await launch(3, flags)`` -> three ready replicas sharing ``redis_server``."""
+    """``await launch(3, flags)`` -> three ready replicas sharing ``redis_server``;
+    ``admin_ports`` chooses their admin ports, ``failing_new`` sends new to a backend
+    that answers every request with a 500."""
     monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", TOKEN)
     monkeypatch.setenv("TURNOUT_LEADER_LEASE_SECONDS", str(LEASE))
     legacy, new = await aiohttp_server(backend_app()), await aiohttp_server(backend_app())
+    failing = await aiohttp_server(backend_app(500))
     names = (f"r{n}" for n in itertools.count(1))
     started: list[Replica] = []
 
     async def run(
-        count: int, flags: dict[str, Any] | None = None, *args: str
+        count: int,
+        flags: dict[str, Any] | None = None,
+        *args: str,
+        admin_ports: list[int] | None = None,
+        failing_new: bool = False,
     ) -> list[Replica]:
-        replicas = [_replica(next(names), flags) for _ in range(count)]
+        admins = admin_ports or [free_port() for _ in range(count)]
+        assert len(admins) == count
+        new_url = str((failing if failing_new else new).make_url(""))
+        replicas = [_replica(next(names), flags, admin, new_url) for admin in admins]
         for replica in replicas:
             replica.process = await start_serve(replica.config, *args)
             started.append(replica)
@@ -103,15 +113,15 @@ async def launch(
             await wait_ready(replica.admin, replica.process)
         return replicas
 
-    def _replica(name: str, flags: dict[str, Any] | None) -> Replica:
-        port, admin = free_port(), free_port()
+    def _replica(name: str, flags: dict[str, Any] | None, admin: int, new_url: str) -> Replica:
+        port = free_port()
         data = {
             **BASE_CONFIG,
             "listen": f"127.0.0.1:{port}",
             "admin": {"listen": f"127.0.0.1:{admin}", "token_env": "TURNOUT_ADMIN_TOKEN"},
             "backends": {
                 "legacy": {"url": str(legacy.make_url(""))},
-                "new": {"url": str(new.make_url(""))},
+                "new": {"url": new_url},
             },
             "state_store": redis_server.url("fleet-test"),
             "flags": flags or {"main": {"percent": 0}, "other": {"percent": 0}},
