@@ -84,7 +84,8 @@ def no_token_message(token_env: str | None) -> str:
 def _refusal(request: web.Request, control: Control) -> web.Response | None:
     """None when the request carries the configured bearer token, else the refusal."""
     token_env = control.table.config.admin.token_env
-    token = os.environ.get(token_env, "") if token_env else ""
+    # Stripped: a token mounted from a file usually ends with a newline.
+    token = os.environ.get(token_env, "").strip() if token_env else ""
     if not token:
         return _error(403, "no_admin_token", no_token_message(token_env))
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")

@@ -73,7 +73,7 @@ def warn_at_start(loaded: LoadedConfig) -> None:
     fleet_warning = fleet_canary_warning(loaded.config)
     if fleet_warning is not None:
         _log.warning("canary_judges_one_replica", message=fleet_warning)
-    if not (admin.token_env and os.environ.get(admin.token_env)):
+    if not (admin.token_env and os.environ.get(admin.token_env, "").strip()):
         _log.warning("admin_token_missing", message=no_token_message(admin.token_env))
     for warning in loaded.warnings:
         _log.warning(

@@ -131,3 +131,15 @@ async def test_status_phases_follow_what_is_active(start_turnout: StartTurnout) 
     turnout = await start_turnout(NOWHERE, NOWHERE, flags=flags, routes=routes)
     phases = {name: flag["phase"] for name, flag in (await status_flags(turnout)).items()}
     assert phases == {"off": "legacy", "shadowed": "shadow", "split": "canary", "done": "new"}
+
+
+async def test_a_server_token_read_with_its_trailing_newline_still_matches(
+    start_turnout: StartTurnout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token mounted from a file (a Kubernetes Secret) usually ends with a newline:
+    callers send it without, and the client strips its own copy too."""
+    monkeypatch.setenv("TURNOUT_ADMIN_TOKEN", f"{TOKEN}\n")
+    turnout = await start_turnout(NOWHERE, NOWHERE, flags={"main": {"percent": 40}})
+    status, body = await post(turnout, "/flags/main/percent", {"percent": 50})
+    assert status == 200, body
+    assert (await status_flags(turnout))["main"]["percent"] == 50
