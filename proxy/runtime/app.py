@@ -6,6 +6,7 @@ with several, and what the tests start in-process on ephemeral ports.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -211,6 +212,7 @@ class Turnout(ControlSurface):
             checker.start()
 
     def log_startup(self, workers: int) -> None:
+        """The one start-up line: what runs, where, and on which event loop."""
         config = self.loaded.config
         _log.info(
             "turnout_started",
@@ -226,7 +228,13 @@ class Turnout(ControlSurface):
             overrides=self.controller.state.percents(),
             routes=len(config.routes),
             c_parser=c_parser_in_use(),
+            loop=loop_name(),
         )
 
 
 __all__ = ["ConfigError", "LoadedConfig", "Turnout", "read_config"]
+
+
+def loop_name() -> str:
+    """``uvloop`` or ``asyncio``: the event loop this process runs on (``TURNOUT_LOOP``)."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]

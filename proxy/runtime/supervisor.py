@@ -25,7 +25,7 @@ from proxy.control.watch import ConfigWatcher
 from proxy.fleet.fleet import Fleet, replica_id
 from proxy.http.pool import PoolRegistry
 from proxy.observe.stats import Snapshot, Stats
-from proxy.runtime.app import warn_at_start, warn_if_slow_parser
+from proxy.runtime.app import loop_name, warn_at_start, warn_if_slow_parser
 from proxy.runtime.serve import on_reload_signal, stop_signal
 from proxy.runtime.startup import StartupError, bind, probe
 from proxy.runtime.surface import ControlSurface
@@ -131,6 +131,7 @@ async def supervise(loaded: LoadedConfig, count: int) -> int:
         pid=os.getpid(),
         listen=str(config.listen),
         admin=f"{config.admin.listen.host}:{admin_port}",
+        loop=loop_name(),
     )
     code = await _serve_until_stopped(stopped, workers, control, config.drain_timeout)
     await config_watcher.stop()

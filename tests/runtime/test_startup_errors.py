@@ -115,3 +115,16 @@ async def test_a_crash_looping_worker_makes_the_supervisor_give_up(tmp_path: Pat
     gave_up = [line for line in out.decode().splitlines() if "workers_crash_looping" in line]
     assert len(gave_up) == 1
     assert "5 worker exits within 30 s" in gave_up[0]
+
+
+async def test_an_unknown_event_loop_exits_1_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TURNOUT_LOOP", "tokio")
+    config, _, _ = write_config(tmp_path, "http://127.0.0.1:9")
+    code, out, err = await run_to_exit(config)
+    assert code == 1
+    assert "Traceback" not in err + out
+    assert err.strip().splitlines() == [
+        "turnout serve: TURNOUT_LOOP='tokio': use 'uvloop' (the default) or 'asyncio'"
+    ]

@@ -96,6 +96,16 @@ async def test_start_up_says_once_that_runtime_changes_are_off_and_no_key_is_ina
     # shows the warning itself)
     assert log.events("config_key_not_active") == []
     assert started["workers"] == int(workers)
+    assert started["loop"] == "uvloop"  # the default
+
+
+async def test_turnout_loop_asyncio_selects_the_standard_loop(
+    tmp_path: Path, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TURNOUT_LOOP", "asyncio")
+    config, _ = config_with(tmp_path)
+    log = await serve(config)
+    assert (await log.until("turnout_started"))["loop"] == "asyncio"
 
 
 async def test_worker_log_lines_carry_the_worker_id(tmp_path: Path, serve: Any) -> None:
