@@ -18,9 +18,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO
 
-import pytest
+from tests.support.tools import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 LEGACY_DIR = ROOT / "examples" / "legacy-fastapi"
@@ -28,13 +28,6 @@ NEW_DIR = ROOT / "examples" / "new-nestjs"
 START_TIMEOUT = 30.0  # node on a busy 2-core machine takes a few seconds
 STOP_TIMEOUT = 10.0
 TEST_ENV = {"EXAMPLE_TEST_HOOKS": "1", "EXAMPLE_SEED": "turnout-tests"}
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip on a developer machine without the pair's tools; in CI (``CI`` set), fail."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: the examples tests may not be skipped)", pytrace=False)
-    pytest.skip(reason)
 
 
 def free_port() -> int:

@@ -9,8 +9,6 @@ command to install it; with ``CI`` set they fail instead (as tests/examples do).
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,18 +21,13 @@ import pytest
 import yaml
 
 from tests.runtime.test_serve_process import free_port
+from tests.support.tools import required_binary
 
 INSTALL = "apt-get install -y --no-install-recommends prometheus"
 
 
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        reason = f"prometheus is not installed ({INSTALL})"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: these tests may not be skipped)", pytrace=False)
-        pytest.skip(reason)
-    return found
+    return required_binary("prometheus", INSTALL)
 
 
 @dataclass

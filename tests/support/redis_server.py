@@ -7,8 +7,6 @@ command to install it; with ``CI`` set they fail instead (as tests/dashboards do
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -18,19 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.runtime.test_serve_process import free_port
+from tests.support.tools import required_binary
 
 INSTALL = "apt-get install -y --no-install-recommends redis-server"
 START_SECONDS = 10.0
 
 
 def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found is None:
-        reason = f"redis-server is not installed ({INSTALL})"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: these tests may not be skipped)", pytrace=False)
-        pytest.skip(reason)
-    return found
+    return required_binary("redis-server", INSTALL)
 
 
 class RedisServer:
