@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 MAX_DIFFS = 50
 """Differences kept per comparison; a completely different body stops there."""
 
@@ -88,38 +90,85 @@ def diff_json(legacy: Any, new: Any, rules: DiffRules, path: str = "body") -> li
 
 
 def _diff(legacy: Any, new: Any, path: str, rules: DiffRules, out: list[FieldDiff]) -> None:
-    if len(out) >= MAX_DIFFS or rules.ignored(path):
+    # The ignore patterns are matched only where it matters: at a container (an
+    # ignored subtree is not walked) and at a scalar that differs (most are equal).
+    if len(out) >= MAX_DIFFS:
         return
     if isinstance(legacy, dict) and isinstance(new, dict):
-        _diff_objects(legacy, new, path, rules, out)
+        if not _same_tree(legacy, new) and not rules.ignored(path):
+            _diff_objects(legacy, new, path, rules, out)
     elif isinstance(legacy, list) and isinstance(new, list):
-        _diff_lists(legacy, new, path, rules, out)
-    elif not _same_scalar(legacy, new, rules):
+        if not _same_tree(legacy, new) and not rules.ignored(path):
+            _diff_lists(legacy, new, path, rules, out)
+    elif not _same_scalar(legacy, new, rules) and not rules.ignored(path):
         out.append(FieldDiff(path, _shown(legacy), _shown(new)))
+
+
+def _equal_scalars(legacy: Any, new: Any) -> bool:
+    """Equal values of one scalar type (``1`` and ``true`` are not: JSON tells them
+    apart); the common case, skipped before any path is built."""
+    return type(legacy) is type(new) and type(legacy) in _SCALARS and legacy == new
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _same_tree(legacy: Any, new: Any) -> bool:
+    """Two containers equal all the way down, in value and in JSON type: Python's ``==``
+    (in C) first, then the two serialised, which tells ``true`` from ``1``. Most of an
+    answer is equal, and is not walked field by field."""
+    if legacy != new:
+        return False
+    try:
+        return orjson.dumps(legacy) == orjson.dumps(new)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: walk it instead
+        return False
 
 
 def _diff_objects(
     legacy: dict[str, Any], new: dict[str, Any], path: str, rules: DiffRules, out: list[FieldDiff]
 ) -> None:
-    fold = _fold_key if rules.case_insensitive_keys else _same_key
-    if fold is _fold_key and (_collides(legacy) or _collides(new)):
-        fold = _same_key  # two keys of one object fold alike: compare them as written
-    new_by_key = {fold(key): key for key in new}
+    if rules.case_insensitive_keys and not (_collides(legacy) or _collides(new)):
+        _diff_folded_objects(legacy, new, path, rules, out)
+        return  # (two keys of one object that fold alike are compared as written)
+    for key, value in legacy.items():
+        if key in new:
+            theirs = new[key]
+            kind = type(value)  # _equal_scalars, inlined: this loop is the differ's hot spot
+            if not (kind is type(theirs) and kind in _SCALARS and value == theirs):
+                _diff(value, theirs, f"{path}.{key}", rules, out)
+        else:
+            _one_sided(f"{path}.{key}", _shown(value), None, rules, out)
+    for key, theirs in new.items():
+        if key not in legacy:
+            _one_sided(f"{path}.{key}", None, _shown(theirs), rules, out)
+
+
+def _diff_folded_objects(
+    legacy: dict[str, Any], new: dict[str, Any], path: str, rules: DiffRules, out: list[FieldDiff]
+) -> None:
+    """``_diff_objects`` with ``created_at``, ``createdAt`` and ``CreatedAt`` as one key."""
+    new_by_key = {_fold_key(key): key for key in new}
     seen: set[str] = set()
     for key, value in legacy.items():
-        folded = fold(key)
+        folded = _fold_key(key)
         seen.add(folded)
         other = new_by_key.get(folded)
-        child = f"{path}.{key}"
         if other is None:
-            if not rules.ignored(child) and len(out) < MAX_DIFFS:
-                out.append(FieldDiff(child, _shown(value), None))
-        else:
-            _diff(value, new[other], child, rules, out)
+            _one_sided(f"{path}.{key}", _shown(value), None, rules, out)
+        elif not _equal_scalars(value, new[other]):
+            _diff(value, new[other], f"{path}.{key}", rules, out)
     for folded, key in new_by_key.items():
-        child = f"{path}.{key}"
-        if folded not in seen and not rules.ignored(child) and len(out) < MAX_DIFFS:
-            out.append(FieldDiff(child, None, _shown(new[key])))
+        if folded not in seen:
+            _one_sided(f"{path}.{key}", None, _shown(new[key]), rules, out)
+
+
+def _one_sided(
+    path: str, legacy: Any, new: Any, rules: DiffRules, out: list[FieldDiff]
+) -> None:
+    """A field only one side has (``None`` for the side without it)."""
+    if not rules.ignored(path) and len(out) < MAX_DIFFS:
+        out.append(FieldDiff(path, legacy, new))
 
 
 def _diff_lists(
@@ -127,16 +176,13 @@ def _diff_lists(
 ) -> None:
     if rules.unordered_lists:
         legacy, new = _canonical_order(legacy, rules), _canonical_order(new, rules)
-    for index in range(max(len(legacy), len(new))):
-        child = f"{path}[{index}]"
-        if index >= len(new):
-            if not rules.ignored(child) and len(out) < MAX_DIFFS:
-                out.append(FieldDiff(child, _shown(legacy[index]), None))
-        elif index >= len(legacy):
-            if not rules.ignored(child) and len(out) < MAX_DIFFS:
-                out.append(FieldDiff(child, None, _shown(new[index])))
-        else:
-            _diff(legacy[index], new[index], child, rules, out)
+    for index, (ours, theirs) in enumerate(zip(legacy, new, strict=False)):
+        if not _equal_scalars(ours, theirs):
+            _diff(ours, theirs, f"{path}[{index}]", rules, out)
+    for index in range(len(new), len(legacy)):
+        _one_sided(f"{path}[{index}]", _shown(legacy[index]), None, rules, out)
+    for index in range(len(legacy), len(new)):
+        _one_sided(f"{path}[{index}]", None, _shown(new[index]), rules, out)
 
 
 def _canonical_order(items: list[Any], rules: DiffRules) -> list[Any]:

@@ -63,6 +63,9 @@ class ShadowFlag:
         self.threshold = threshold_for(config.percent)
         self.rules = CompareRules.from_config(config.compare)
         self.header_names = frozenset(name.encode() for name in self.rules.headers)
+        # Only a header of one of these lengths can be compared: the others are not
+        # lower-cased at all (an answer has a dozen headers, one or two compared).
+        self.header_lengths = frozenset(len(name) for name in self.header_names)
         calibrate = config.compare.calibrate
         noise: NoiseModel = self.report.noise
         if calibrate is not None:
@@ -72,9 +75,9 @@ class ShadowFlag:
     def header_view(self, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
         """The compared headers of an answer, by lower-case name (first value)."""
         view: dict[str, str] = {}
+        lengths, names = self.header_lengths, self.header_names
         for name, value in headers:
-            lower = name.lower()
-            if lower in self.header_names:
+            if len(name) in lengths and (lower := name.lower()) in names:
                 view.setdefault(lower.decode(), value.decode("latin-1"))
         return view
 

@@ -137,6 +137,17 @@ def test_a_value_never_differs_from_itself(value: object) -> None:
     assert diff_json(value, value, loose) == []
 
 
+@pytest.mark.parametrize(
+    ("legacy", "new"), [(True, 1), (False, 0), (None, 0), (None, ""), ("1", 1)]
+)
+def test_json_types_are_told_apart_at_any_depth(legacy: object, new: object) -> None:
+    """Python's ``True == 1``: the differ must not take equal-looking values of two
+    JSON types as equal, in an object, in a list, or at the top."""
+    for shape in (lambda v: v, lambda v: {"a": {"b": v}}, lambda v: [0, [v]]):
+        found = diff_json(shape(legacy), shape(new), DiffRules())
+        assert len(found) == 1, (shape(legacy), shape(new))
+
+
 def test_noise_model_applies_both_thresholds() -> None:
     model = NoiseModel(relative_threshold=0.2, absolute_threshold=0.0003)
     for index in range(100):  # within one backend, body.id differs every time
