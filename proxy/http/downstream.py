@@ -26,7 +26,7 @@ from proxy.http.errors import Rejection
 from proxy.http.flow import FlowControlledProtocol
 from proxy.http.framing import accept_upgrade, check_transfer_encoding
 from proxy.http.paths import UnsafePath, normalize_target
-from proxy.http.request import ConnectionLimits, IncomingRequest
+from proxy.http.request import EMPTY_BODY, ConnectionLimits, IncomingRequest
 from proxy.http.wire import error_bytes
 
 _MAX_QUEUED = 16
@@ -168,7 +168,7 @@ class ClientConnection(FlowControlledProtocol):
     def on_message_begin(self) -> None:
         if len(self._queue) >= MAX_PIPELINED:
             raise Rejection(429, "too_many_pipelined_requests", "too many pipelined requests")
-        self._parsing = IncomingRequest(self)
+        self._parsing = IncomingRequest()
         self._url.clear()
 
     def on_url(self, url: bytes) -> None:
@@ -219,13 +219,14 @@ class ClientConnection(FlowControlledProtocol):
             head.upgrade = self._tunnel_requested = accept_upgrade(
                 head.method, head.has_body, head.raw_headers
             )
-        if not head.has_body:
-            head.body.finish()
+        if head.has_body:
+            head.expect_body(self)
         self._enqueue(head)
 
     def on_body(self, body: bytes) -> None:
-        if self._parsing is not None:
-            self._parsing.body.feed(body)
+        head = self._parsing
+        if head is not None and head.body is not EMPTY_BODY:
+            head.body.feed(body)
 
     def on_message_complete(self) -> None:
         if self._parsing is not None:

@@ -16,6 +16,17 @@ def _client_body_idle(body: ChunkQueue) -> None:
     body.fail(TimeoutError("client sent no body data in time"))
 
 
+def _nothing(*_: object) -> None:
+    pass
+
+
+EMPTY_BODY = ChunkQueue(_nothing, _nothing, _nothing, _BODY_HIGH_WATER)
+"""The body of every request without one: finished from the start, so reading it
+gives b"" and failing it does nothing. Shared, immutable in use (nothing feeds
+it), and saves most requests a queue of their own."""
+EMPTY_BODY.finish()
+
+
 class ReadControl(Protocol):
     """What a request body needs of its connection: stop and restart reading."""
 
@@ -49,7 +60,7 @@ class IncomingRequest:
         "version",
     )
 
-    def __init__(self, conn: ReadControl) -> None:
+    def __init__(self) -> None:
         self.method = ""
         self.target = ""
         self.version = "1.1"
@@ -62,9 +73,7 @@ class IncomingRequest:
         self.upgrade = False
         self.head_bytes = 0
         self.pending_bytes = 0
-        self.body = ChunkQueue(
-            conn.pause_reading, conn.resume_reading, _client_body_idle, _BODY_HIGH_WATER
-        )
+        self.body = EMPTY_BODY  # a queue of its own once the head says there is a body
         self.body_started = False
         # The body as sent so far, kept for a fallback replay (None: not kept).
         self.replay_chunks: list[bytes] | None = None
@@ -73,6 +82,13 @@ class IncomingRequest:
     def path(self) -> str:
         query_at = self.target.find("?")
         return self.target if query_at < 0 else self.target[:query_at]
+
+    def expect_body(self, conn: ReadControl) -> None:
+        """The head announced a body: a queue to stream it through, which pauses and
+        resumes reading ``conn``."""
+        self.body = ChunkQueue(
+            conn.pause_reading, conn.resume_reading, _client_body_idle, _BODY_HIGH_WATER
+        )
 
     @property
     def has_body(self) -> bool:
