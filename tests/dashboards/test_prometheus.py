@@ -51,6 +51,7 @@ SILENT_ALERTS = (
     "TurnoutNoTrafficToNew",
     "TurnoutConfigReloadFailed",
     "TurnoutWorkersRestarting",
+    "TurnoutStateStoreDown",
 )
 DATA_TIMEOUT = 60.0  # the first sample takes ~6 s; a busy 2-core machine gets ten times that
 ITEMS = {
