@@ -134,8 +134,7 @@ def _diff_objects(
     for key, value in legacy.items():
         if key in new:
             theirs = new[key]
-            kind = type(value)  # _equal_scalars, inlined: this loop is the differ's hot spot
-            if not (kind is type(theirs) and kind in _SCALARS and value == theirs):
+            if not _equal_scalars(value, theirs):
                 _diff(value, theirs, f"{path}.{key}", rules, out)
         else:
             _one_sided(f"{path}.{key}", _shown(value), None, rules, out)
