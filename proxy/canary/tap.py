@@ -20,6 +20,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from proxy.canary.window import IntervalNumbers
+from proxy.exchange.hooks import EndTap
 from proxy.observe.stats import DURATION_BOUNDS
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from proxy.exchange.hooks import Outcome
 
 
-class CanaryTap:
+class CanaryTap(EndTap):
     """Counts every request of one flag into the flag's current window.
 
     One instance serves every request of its flag (``open`` returns it), so the
@@ -49,20 +50,6 @@ class CanaryTap:
         return self
 
     # -- ExchangeTap: only the end matters -------------------------------------
-    def request_head_sent(self, exchange: Exchange, backend: int, head: bytes) -> None:
-        pass
-
-    def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:
-        pass
-
-    def response_head(
-        self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        pass
-
-    def response_body_chunk(self, exchange: Exchange, data: bytes) -> None:
-        pass
-
     def finished(self, exchange: Exchange, outcome: Outcome, status: int) -> None:
         backend = exchange.backend
         if exchange.fell_back:

@@ -45,6 +45,30 @@ class ExchangeTap(Protocol):
     def finished(self, exchange: Exchange, outcome: Outcome, status: int) -> None: ...
 
 
+class EndTap:
+    """A tap that only wants ``finished``: every other lifecycle point does nothing.
+    Subclass it and override ``finished`` (the canary's counting tap does)."""
+
+    __slots__ = ()
+
+    def request_head_sent(self, exchange: Exchange, backend: int, head: bytes) -> None:
+        pass
+
+    def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:
+        pass
+
+    def response_head(
+        self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        pass
+
+    def response_body_chunk(self, exchange: Exchange, data: bytes) -> None:
+        pass
+
+    def finished(self, exchange: Exchange, outcome: Outcome, status: int) -> None:
+        pass
+
+
 class TapFactory(Protocol):
     """Opens a tap per request of the flags it is registered for."""
 

@@ -27,7 +27,7 @@ from proxy.canary.window import ShadowNumbers
 from proxy.cli import main
 from proxy.config.loader import read_config
 from proxy.exchange.exchange import Exchange
-from proxy.exchange.hooks import Outcome
+from proxy.exchange.hooks import EndTap, Outcome
 from proxy.runtime.app import Turnout
 from tests.conftest import BASE_CONFIG, make_config, wait_until
 from tests.support.backends import sample, scrape, unused_port
@@ -348,7 +348,7 @@ async def test_set_pauses_the_canary_and_resume_restarts_it_at_its_step(start: S
         await client.promote("main")
 
 
-class CountingTap:
+class CountingTap(EndTap):
     """Another feature's tap on the same flag (as shadow mirroring registers one)."""
 
     def __init__(self) -> None:
@@ -356,20 +356,6 @@ class CountingTap:
 
     def open(self, exchange: Exchange) -> CountingTap:
         return self
-
-    def request_head_sent(self, exchange: Exchange, backend: int, head: bytes) -> None:
-        pass
-
-    def request_body_chunk(self, exchange: Exchange, data: bytes) -> None:
-        pass
-
-    def response_head(
-        self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        pass
-
-    def response_body_chunk(self, exchange: Exchange, data: bytes) -> None:
-        pass
 
     def finished(self, exchange: Exchange, outcome: Outcome, status: int) -> None:
         self.finished_requests += 1
