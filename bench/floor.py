@@ -18,7 +18,6 @@ import asyncio
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -141,9 +140,11 @@ def main() -> int:
             uvloop.install()
         asyncio.run(_serve(int(sys.argv[3]), int(sys.argv[4])))
         return 0
-    workdir = Path(tempfile.mkdtemp(prefix="turnout-floor-"))
-    workdir.chmod(0o755)
-    with nginx.backend(workdir / "backend") as backends:
+    procs.interrupt_on_sigterm()
+    with (
+        procs.temp_workdir("turnout-floor-") as workdir,
+        nginx.backend(workdir / "backend") as backends,
+    ):
         with nginx.proxy(workdir / "nginx-proxy", backends) as (url, pid):
             rps, cpu = _measure(url, pid)
             print(f"nginx          {rps:8.0f} req/s  {cpu:5.1f} us/req")

@@ -22,7 +22,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -93,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--repo", type=Path, default=turnout.REPO, help="the checkout to run")
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="turnout-instructions-"))
-    workdir.chmod(0o755)
-    with nginx.backend(workdir / "backend") as backends:
+    procs.interrupt_on_sigterm()
+    with (
+        procs.temp_workdir("turnout-instructions-") as workdir,
+        nginx.backend(workdir / "backend") as backends,
+    ):
         plain = measure(args.repo, False, args.requests, workdir, backends)
         print(f"turnout-1       {plain:12,.0f} instructions per request")
         mirrored = measure(args.repo, True, args.requests, workdir, backends)

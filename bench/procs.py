@@ -4,13 +4,44 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
+
+
+def make_workdir(prefix: str) -> Path:
+    """A temp dir for configs and logs; nginx workers (maybe `nobody`) must traverse it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@contextlib.contextmanager
+def temp_workdir(prefix: str) -> Iterator[Path]:
+    """``make_workdir``, removed with everything in it when the block ends."""
+    path = make_workdir(prefix)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _raise_interrupt(signum: int, _frame: object) -> NoReturn:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM becomes a KeyboardInterrupt, so that what a benchmark started is stopped
+    (its ``finally`` blocks and context managers run) as on Ctrl-C."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def free_port() -> int:

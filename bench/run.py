@@ -15,14 +15,12 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
@@ -116,10 +114,6 @@ def select(only: str, parser: argparse.ArgumentParser) -> list[str]:
         else:
             parser.error(f"unknown target {name!r}; choose from {', '.join(TARGETS)}, turnout")
     return [t for t in TARGETS if t in wanted]
-
-
-def _raise_interrupt(signum: int, _frame: object) -> NoReturn:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def measure(
@@ -279,16 +273,9 @@ def goal_line(results: list[Result], load: wrk.Load) -> str | None:
     return line
 
 
-def workdir() -> Path:
-    """Temp dir for configs and logs; nginx workers (maybe `nobody`) must traverse it."""
-    path = Path(tempfile.mkdtemp(prefix="turnout-bench-"))
-    path.chmod(0o755)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    procs.interrupt_on_sigterm()
     info = meta(args)
     if info["loadavg_before"] > 0.5 * (os.cpu_count() or 1):
         print(
@@ -296,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     load = wrk.Load(args.threads, args.connections, args.duration)
     opts = Options(load, args.runs, args.warmup, args.profile,
-                   args.loop, workdir(), args.baseline)  # fmt: skip
+                   args.loop, procs.make_workdir("turnout-bench-"), args.baseline)  # fmt: skip
     results: list[Result] = []
     try:
         with nginx.backend(opts.workdir / "backend") as backends:

@@ -24,18 +24,14 @@ import argparse
 import asyncio
 import contextlib
 import json
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn
 
 if __package__ in (None, ""):  # `python bench/soak.py`: make `bench` importable
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import nginx, turnout, wrk
+from bench import nginx, procs, turnout, wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_GROWTH = 0.05
@@ -148,23 +144,15 @@ async def soak(args: argparse.Namespace, instance: turnout.Instance) -> dict[str
     }
 
 
-def _raise_interrupt(signum: int, _frame: object) -> NoReturn:
-    raise KeyboardInterrupt(f"signal {signum}")  # so that the processes started are stopped
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    workdir = Path(tempfile.mkdtemp(prefix="turnout-soak-"))
-    workdir.chmod(0o755)
-    try:
-        with (
-            nginx.backend(workdir / "backend") as backends,
-            turnout.running(workdir / "turnout", backends, 1, limits=_LIMITS) as instance,
-        ):
-            report = asyncio.run(soak(args, instance))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    procs.interrupt_on_sigterm()
+    with (
+        procs.temp_workdir("turnout-soak-") as workdir,
+        nginx.backend(workdir / "backend") as backends,
+        turnout.running(workdir / "turnout", backends, 1, limits=_LIMITS) as instance,
+    ):
+        report = asyncio.run(soak(args, instance))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     verdict = "met" if report["goal_met"] else "NOT met"
