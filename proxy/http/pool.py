@@ -14,8 +14,9 @@ import hashlib
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
@@ -25,6 +26,7 @@ from proxy.http.errors import UpstreamConnectError, UpstreamOverloaded
 from proxy.http.upstream import UpstreamConnection
 
 _log = structlog.get_logger("turnout.pool")
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +198,18 @@ class ConnectionPool:
 
     async def _open(self, limit: float) -> PooledConnection:
         loop = asyncio.get_running_loop()
-        gate, tls = self._gate, self.tls
+        gate = self._gate
+        return await self.open_protocol(lambda: PooledConnection(loop, gate), limit)
+
+    async def open_protocol(self, factory: Callable[[], _P], limit: float) -> _P:
+        """A new connection to the backend driven by ``factory()``'s protocol, outside
+        the pool (TLS, timeouts and errors as for the pool's own)."""
+        loop = asyncio.get_running_loop()
+        tls = self.tls
         try:
             async with asyncio.timeout(limit):
                 _, protocol = await loop.create_connection(
-                    lambda: PooledConnection(loop, gate),
+                    factory,
                     self.host,
                     self.port,
                     ssl=tls.context if tls is not None else None,
@@ -234,6 +243,14 @@ class ConnectionPool:
             error=message,
         )
         return UpstreamConnectError(message)
+
+    def take_slot(self) -> bool:
+        """Take one of the ``max_connections`` slots if one is free now (never waits);
+        give it back with ``give_slot``. For connections kept outside the pool."""
+        return self._gate.try_enter()
+
+    def give_slot(self) -> None:
+        self._gate.leave()
 
     def release(self, conn: UpstreamConnection) -> None:
         """Return a connection after a complete exchange, or close it; frees its slot."""

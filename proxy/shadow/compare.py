@@ -16,7 +16,7 @@ from proxy.config.flags import Compare
 from proxy.shadow.diff import DiffRules, FieldDiff, diff_json, ignore_patterns
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs a call per field, per shadow
 class Observed:
     """One backend's answer as the comparison sees it (the body possibly cut at a cap)."""
 
@@ -71,10 +71,12 @@ def compare(legacy: Observed, new: Observed, rules: CompareRules) -> list[FieldD
     if not same_status and not rules.diff.ignored("status"):
         diffs.append(FieldDiff("status", legacy.status, new.status))
     for name in rules.headers:
-        path = f"headers.{name}"
         ours, theirs = legacy.headers.get(name), new.headers.get(name)
+        if ours == theirs:
+            continue
         if name == "content-type":
             ours, theirs = _media_type(ours), _media_type(theirs)
+        path = f"headers.{name}"
         if ours != theirs and not rules.diff.ignored(path):
             diffs.append(FieldDiff(path, ours, theirs))
     if legacy.status == new.status:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 SHADOW_HEADER = b"x-turnout-shadow: 1\r\n"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs a call per field, per shadow
 class ShadowRequest:
     """Everything a shadow needs once the exchange is over (no reference to it)."""
 
@@ -86,18 +86,23 @@ class ShadowTap(ExchangeTap):
         self._response_size = 0
 
     def response_body_chunk(self, exchange: Exchange, data: bytes) -> None:
-        self._response_size += len(data)
-        self._keep(self._response, self._response_size, data)
+        size = self._response_size = self._response_size + len(data)
+        if size <= self._flag.config.max_body_bytes and not self._over:
+            self._response.append(data)
+        else:
+            self._keep(self._response, size, data)
 
     def finished(self, exchange: Exchange, outcome: Outcome, status: int) -> None:
         if outcome == "cancelled" or exchange.fell_back or self._status in (0, 101):
             return  # nothing whole to compare: the client went away, or it fell back
         if self._over:
             self._service.drop(self._flag, "body_too_large")
-        elif _is_stream(self._headers):
+            return
+        headers = self._flag.header_view(self._headers)
+        if headers.get("content-type", "").lower().startswith("text/event-stream"):
             self._service.drop(self._flag, "stream")
         else:
-            self._service.launch(self._request(exchange))
+            self._service.launch(self._request(exchange, headers))
 
     def _keep(self, kept: list[bytes], size: int, data: bytes) -> None:
         """Keep ``data``, unless ``kept`` (``size`` bytes with it) goes over the cap."""
@@ -110,7 +115,7 @@ class ShadowTap(ExchangeTap):
         else:
             kept.append(data)
 
-    def _request(self, exchange: Exchange) -> ShadowRequest:
+    def _request(self, exchange: Exchange, headers: dict[str, str]) -> ShadowRequest:
         request = exchange.request
         body = b"".join(self._body)
         if self._head is not None and not request.has_body:
@@ -118,7 +123,6 @@ class ShadowTap(ExchangeTap):
         else:  # the body goes as one piece: framed by its length
             framing = b"content-length: %d\r\n" % len(body) if request.has_body else b""
             head = upstream_head(request, exchange.client, framing + SHADOW_HEADER)
-        headers = self._flag.header_view(self._headers)
         observed = Observed(self._status, headers, b"".join(self._response))
         return ShadowRequest(
             flag=self._flag,
@@ -133,10 +137,3 @@ class ShadowTap(ExchangeTap):
             request_headers=request.raw_headers,
             primary_headers=self._headers,
         )
-
-
-def _is_stream(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(
-        name.lower() == b"content-type" and value.lower().startswith(b"text/event-stream")
-        for name, value in headers
-    )

@@ -13,6 +13,7 @@ counted. A client that disconnects does not cancel a shadow already sent;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,13 +25,14 @@ from proxy.decision.bucketing import threshold_for
 from proxy.decision.sides import BACKEND_NAMES, LEGACY
 from proxy.exchange.hooks import ExchangeTap, TapFactory
 from proxy.http.errors import UpstreamError
-from proxy.http.pool import BackendTarget
+from proxy.http.pool import BackendTarget, ConnectionPool
 from proxy.observe.stats import Stats
 from proxy.shadow.compare import CompareRules, Observed, compare
 from proxy.shadow.discrepancies import DiscrepancyLog, redact_diff, secret_values, shown_body
 from proxy.shadow.fetch import AnswerTooLarge, fetch
 from proxy.shadow.mirror import ShadowRequest, ShadowTap
 from proxy.shadow.noise import NoiseModel
+from proxy.shadow.pipe import NoConnection, ShadowCall, ShadowSender
 from proxy.shadow.report import SNAPSHOT_KEYS, FlagReport, Verdict
 from proxy.shadow.sampling import calibrate_seed, sampled, sampled_below, shadow_seed
 
@@ -62,7 +64,11 @@ class ShadowFlag:
         self.methods = frozenset(config.methods)
         self.threshold = threshold_for(config.percent)
         self.rules = CompareRules.from_config(config.compare)
-        self.header_names = frozenset(name.encode() for name in self.rules.headers)
+        # The compared headers, and always the content type (a stream is not
+        # compared; a body is parsed as JSON only when its content type says so).
+        self.header_names = frozenset(
+            name.encode() for name in (*self.rules.headers, "content-type")
+        )
         # Only a header of one of these lengths can be compared: the others are not
         # lower-cased at all (an answer has a dozen headers, one or two compared).
         self.header_lengths = frozenset(len(name) for name in self.header_names)
@@ -73,7 +79,8 @@ class ShadowFlag:
             noise.absolute_threshold = calibrate.absolute_threshold / 100
 
     def header_view(self, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-        """The compared headers of an answer, by lower-case name (first value)."""
+        """The compared headers of an answer and its content type, by lower-case name
+        (first value)."""
         view: dict[str, str] = {}
         lengths, names = self.header_lengths, self.header_names
         for name, value in headers:
@@ -108,6 +115,7 @@ class ShadowService:
         self._stats = stats
         self.flags: dict[str, ShadowFlag] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._senders: dict[ConnectionPool, ShadowSender] = {}
         self._ids = itertools.count()
         self.log = DiscrepancyLog(discrepancy_log)
         proxy.table_listeners.append(self.apply)
@@ -127,6 +135,9 @@ class ShadowService:
                 flag.update(config)
             factories[name] = _Factory(flag, self)
         self._proxy.set_taps("shadow", factories)
+        pools = {target.pool for target in table.backends}
+        for pool in [pool for pool in self._senders if pool not in pools]:
+            self._senders.pop(pool).retire()  # a backend that changed or left
 
     def request_id(self, headers: dict[str, str]) -> str:
         """``x-request-id`` when the request has one, else a process-local counter."""
@@ -143,82 +154,126 @@ class ShadowService:
             self.drop(flag, "in_flight")
             return
         flag.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._run(shadow))
+        other = self._proxy.table.backends[1 - shadow.primary_backend]
+        if shadow.method == "GET":  # pipelined, no task (proxy.shadow.pipe)
+            self._sender(other).submit(_Mirror(self, shadow))
+            return
+        task = asyncio.get_running_loop().create_task(self._run(shadow, other))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _sender(self, target: BackendTarget) -> ShadowSender:
+        sender = self._senders.get(target.pool)
+        if sender is None:
+            sender = self._senders[target.pool] = ShadowSender(target)
+        return sender
+
     async def stop(self) -> None:
         """Cancel the shadows still running (call after the proxy has drained)."""
+        for sender in self._senders.values():
+            sender.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.log.close()
 
     # -- one shadow --------------------------------------------------------------
-    async def _run(self, shadow: ShadowRequest) -> None:
+    async def _run(self, shadow: ShadowRequest, other: BackendTarget) -> None:
+        """A shadow that is not pipelined (not a GET): one request on a pooled connection."""
         flag = shadow.flag
         try:
-            await self._mirror(shadow)
+            try:
+                answer = await self._fetch(other, shadow)
+            except (UpstreamError, TimeoutError, OSError) as error:
+                self.failed(shadow, error)
+                return
+            if self.answered(shadow, *answer):
+                primary = self._proxy.table.backends[shadow.primary_backend]
+                with contextlib.suppress(UpstreamError, TimeoutError, OSError):
+                    self.calibrated(shadow, *await self._fetch(primary, shadow))
         except Exception as error:  # a bug here must not go unnoticed, nor stop the others
             _log.error("shadow_failed", flag=flag.name, error=repr(error))
         finally:
             flag.in_flight -= 1
 
-    async def _mirror(self, shadow: ShadowRequest) -> None:
-        flag = shadow.flag
-        other = self._proxy.table.backends[1 - shadow.primary_backend]
+    @staticmethod
+    async def _fetch(
+        target: BackendTarget, shadow: ShadowRequest
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes | None]:
+        """The backend's answer to the shadow copy (the body ``None`` when over the cap);
+        bounded by the backend's own timeouts (connect, response, idle)."""
         try:
-            answer, answer_headers = await self._fetch(other, shadow)
+            return await fetch(
+                target, shadow.head, shadow.body, shadow.method, shadow.flag.config.max_body_bytes
+            )
         except AnswerTooLarge:
+            return 0, [], None
+
+    def answered(
+        self,
+        shadow: ShadowRequest,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | None,
+    ) -> bool:
+        """Compare the other backend's answer with the primary's; True when a
+        calibration request should follow (a safe request, sampled for it)."""
+        flag = shadow.flag
+        if body is None:
             self.drop(flag, "body_too_large")
-            return
-        except (UpstreamError, TimeoutError, OSError) as error:
-            flag.report.count_error()
-            self._count(flag, "error")
-            if shadow.primary_backend == LEGACY:
-                flag.report.new_errors += 1  # the copy went to new, and new failed
-            _log.info("shadow_error", flag=flag.name, route=shadow.route, error=str(error))
-            return
+            return False
+        answer = Observed(status, flag.header_view(headers), body)
         if shadow.primary_backend == LEGACY:
             legacy, new = shadow.primary, answer
-            if answer.status >= 500:
+            if status >= 500:
                 flag.report.new_errors += 1
         else:
             legacy, new = answer, shadow.primary
         verdict = flag.report.judge(shadow.route, compare(legacy, new, flag.rules))
         self._count(flag, verdict.result)
         if verdict.result == "mismatch":
-            secrets = [*shadow.request_headers, *shadow.primary_headers, *answer_headers]
+            secrets = [*shadow.request_headers, *shadow.primary_headers, *headers]
             self._log_mismatch(shadow, legacy, new, verdict, secrets)
         calibrate = flag.config.compare.calibrate
-        if (
+        return (
             calibrate is not None
             and shadow.method in _SAFE
             and sampled(shadow.request_id, flag.calibrate_seed, calibrate.percent)
-        ):
-            await self._calibrate(shadow)
-
-    async def _calibrate(self, shadow: ShadowRequest) -> None:
-        """Ask the primary's backend again: what differs now is that backend's noise."""
-        flag = shadow.flag
-        try:
-            primary = self._proxy.table.backends[shadow.primary_backend]
-            again, _ = await self._fetch(primary, shadow)
-        except (AnswerTooLarge, UpstreamError, TimeoutError, OSError):
-            return
-        within = compare(shadow.primary, again, flag.rules)
-        flag.report.noise.record_within(diff.pattern for diff in within)
-
-    async def _fetch(
-        self, target: BackendTarget, shadow: ShadowRequest
-    ) -> tuple[Observed, list[tuple[bytes, bytes]]]:
-        """The backend's answer to the shadow copy, and its raw headers (for redaction)."""
-        flag = shadow.flag
-        # Bounded by the backend's own timeouts (connect, response, idle).
-        status, headers, body = await fetch(
-            target, shadow.head, shadow.body, shadow.method, flag.config.max_body_bytes
         )
-        return Observed(status, flag.header_view(headers), body), headers
+
+    def failed(self, shadow: ShadowRequest, error: Exception) -> None:
+        """No answer from the other backend: an error of that backend's, or a drop when
+        the shadow found no connection it may use."""
+        flag = shadow.flag
+        if isinstance(error, NoConnection):
+            self.drop(flag, "max_connections")
+            return
+        flag.report.count_error()
+        self._count(flag, "error")
+        if shadow.primary_backend == LEGACY:
+            flag.report.new_errors += 1  # the copy went to new, and new failed
+        _log.info("shadow_error", flag=flag.name, route=shadow.route, error=str(error))
+
+    def calibrate(self, shadow: ShadowRequest) -> None:
+        """Ask the primary's backend again (a GET): what differs now is that backend's noise."""
+        primary = self._proxy.table.backends[shadow.primary_backend]
+        self._sender(primary).submit(_Calibration(self, shadow))
+
+    @staticmethod
+    def calibrated(
+        shadow: ShadowRequest,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | None,
+    ) -> None:
+        """The primary's backend answered the same request again: record its noise."""
+        if body is None:
+            return
+        flag = shadow.flag
+        again = Observed(status, flag.header_view(headers), body)
+        flag.report.noise.record_within(
+            diff.pattern for diff in compare(shadow.primary, again, flag.rules)
+        )
 
     def _count(self, flag: ShadowFlag, result: str) -> None:
         key = (flag.name, result)
@@ -263,3 +318,48 @@ class ShadowService:
             for key, rows in flag.report.rows(name).items():
                 merged[key].extend(rows)
         return merged
+
+
+class _Mirror(ShadowCall):
+    """A mirrored GET on its way to the other backend."""
+
+    __slots__ = ("_service", "_shadow")
+
+    def __init__(self, service: ShadowService, shadow: ShadowRequest) -> None:
+        super().__init__(shadow.head, shadow.flag.config.max_body_bytes)
+        self._service, self._shadow = service, shadow
+
+    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes | None) -> None:
+        service, shadow = self._service, self._shadow
+        try:
+            if service.answered(shadow, status, headers, body):
+                service.calibrate(shadow)  # in flight until calibrated
+                return
+        except Exception as error:  # a bug here must not go unnoticed, nor stop the others
+            _log.error("shadow_failed", flag=shadow.flag.name, error=repr(error))
+        shadow.flag.in_flight -= 1
+
+    def fail(self, error: Exception) -> None:
+        self._shadow.flag.in_flight -= 1
+        self._service.failed(self._shadow, error)
+
+
+class _Calibration(ShadowCall):
+    """The same GET again to the primary's backend, for noise calibration."""
+
+    __slots__ = ("_shadow",)
+
+    def __init__(self, service: ShadowService, shadow: ShadowRequest) -> None:
+        super().__init__(shadow.head, shadow.flag.config.max_body_bytes)
+        self._shadow = shadow
+
+    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes | None) -> None:
+        shadow = self._shadow
+        shadow.flag.in_flight -= 1
+        try:
+            ShadowService.calibrated(shadow, status, headers, body)
+        except Exception as error:  # as for a mirror: logged, never raised into the pipe
+            _log.error("shadow_failed", flag=shadow.flag.name, error=repr(error))
+
+    def fail(self, error: Exception) -> None:
+        self._shadow.flag.in_flight -= 1  # a calibration that failed teaches nothing
