@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,8 @@ import orjson
 
 MAX_DIFFS = 50
 """Differences kept per comparison; a completely different body stops there."""
+MAX_SEEN_PATHS = 4096
+"""Field paths whose ignore verdict is remembered, per flag."""
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?")
@@ -54,8 +56,17 @@ class DiffRules:
     case_insensitive_keys: bool = False
     float_tolerance: float | None = None
 
+    # Answers of one API repeat the same paths: each is matched against the ignore
+    # regex once (a match costs ten dict lookups). Bounded; beyond, it just matches.
+    seen: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+
     def ignored(self, path: str) -> bool:
-        return self.ignore is not None and self.ignore.match(path) is not None
+        found = self.seen.get(path)
+        if found is None:
+            found = self.ignore is not None and self.ignore.match(path) is not None
+            if len(self.seen) < MAX_SEEN_PATHS:
+                self.seen[path] = found
+        return found
 
 
 def ignore_pattern(text: str) -> re.Pattern[str]:
@@ -206,6 +217,10 @@ def _normalised(value: Any, rules: DiffRules) -> Any:
 def _same_scalar(legacy: Any, new: Any, rules: DiffRules) -> bool:
     if legacy is new or (type(legacy) is type(new) and legacy == new):
         return True
+    if type(legacy) is str and type(new) is str:
+        return (rules.uuid or rules.iso_timestamp) and (
+            _normalised_text(legacy, rules) == _normalised_text(new, rules)
+        )
     if _is_number(legacy) and _is_number(new):
         tolerance = rules.float_tolerance
         if tolerance is None:
@@ -238,7 +253,10 @@ def canonical_timestamp(text: str) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _NUMBERS) and not isinstance(value, bool)
+
+
+_NUMBERS = (int, float)  # a tuple: ``int | float`` would build a union per call
 
 
 def _fold_key(key: str) -> str:

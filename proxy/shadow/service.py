@@ -30,7 +30,7 @@ from proxy.observe.stats import Stats
 from proxy.shadow.compare import CompareRules, Observed, compare
 from proxy.shadow.discrepancies import DiscrepancyLog, redact_diff, secret_values, shown_body
 from proxy.shadow.fetch import AnswerTooLarge, fetch
-from proxy.shadow.mirror import ShadowRequest, ShadowTap
+from proxy.shadow.mirror import ShadowTap
 from proxy.shadow.noise import NoiseModel
 from proxy.shadow.pipe import NoConnection, ShadowCall, ShadowSender
 from proxy.shadow.report import SNAPSHOT_KEYS, FlagReport, Verdict
@@ -66,9 +66,9 @@ class ShadowFlag:
         self.rules = CompareRules.from_config(config.compare)
         # The compared headers, and always the content type (a stream is not
         # compared; a body is parsed as JSON only when its content type says so).
-        self.header_names = frozenset(
-            name.encode() for name in (*self.rules.headers, "content-type")
-        )
+        self.header_names = {
+            name.encode(): name for name in (*self.rules.headers, "content-type")
+        }  # lower-case bytes as parsed -> the name the comparison uses
         # Only a header of one of these lengths can be compared: the others are not
         # lower-cased at all (an answer has a dozen headers, one or two compared).
         self.header_lengths = frozenset(len(name) for name in self.header_names)
@@ -84,8 +84,8 @@ class ShadowFlag:
         view: dict[str, str] = {}
         lengths, names = self.header_lengths, self.header_names
         for name, value in headers:
-            if len(name) in lengths and (lower := name.lower()) in names:
-                view.setdefault(lower.decode(), value.decode("latin-1"))
+            if len(name) in lengths and (key := names.get(name.lower())) and key not in view:
+                view[key] = value.decode("latin-1")
         return view
 
 
@@ -148,7 +148,7 @@ class ShadowService:
         flag.report.count_dropped(reason)
         self._count(flag, "dropped")
 
-    def launch(self, shadow: ShadowRequest) -> None:
+    def launch(self, shadow: ShadowTap) -> None:
         flag = shadow.flag
         if flag.in_flight >= flag.config.max_in_flight:
             self.drop(flag, "in_flight")
@@ -156,7 +156,7 @@ class ShadowService:
         flag.in_flight += 1
         other = self._proxy.table.backends[1 - shadow.primary_backend]
         if shadow.method == "GET":  # pipelined, no task (proxy.shadow.pipe)
-            self._sender(other).submit(_Mirror(self, shadow))
+            self._sender(other).submit(shadow)
             return
         task = asyncio.get_running_loop().create_task(self._run(shadow, other))
         self._tasks.add(task)
@@ -178,7 +178,7 @@ class ShadowService:
         self.log.close()
 
     # -- one shadow --------------------------------------------------------------
-    async def _run(self, shadow: ShadowRequest, other: BackendTarget) -> None:
+    async def _run(self, shadow: ShadowTap, other: BackendTarget) -> None:
         """A shadow that is not pipelined (not a GET): one request on a pooled connection."""
         flag = shadow.flag
         try:
@@ -198,7 +198,7 @@ class ShadowService:
 
     @staticmethod
     async def _fetch(
-        target: BackendTarget, shadow: ShadowRequest
+        target: BackendTarget, shadow: ShadowTap
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes | None]:
         """The backend's answer to the shadow copy (the body ``None`` when over the cap);
         bounded by the backend's own timeouts (connect, response, idle)."""
@@ -211,7 +211,7 @@ class ShadowService:
 
     def answered(
         self,
-        shadow: ShadowRequest,
+        shadow: ShadowTap,
         status: int,
         headers: list[tuple[bytes, bytes]],
         body: bytes | None,
@@ -241,7 +241,7 @@ class ShadowService:
             and sampled(shadow.request_id, flag.calibrate_seed, calibrate.percent)
         )
 
-    def failed(self, shadow: ShadowRequest, error: Exception) -> None:
+    def failed(self, shadow: ShadowTap, error: Exception) -> None:
         """No answer from the other backend: an error of that backend's, or a drop when
         the shadow found no connection it may use."""
         flag = shadow.flag
@@ -254,14 +254,14 @@ class ShadowService:
             flag.report.new_errors += 1  # the copy went to new, and new failed
         _log.info("shadow_error", flag=flag.name, route=shadow.route, error=str(error))
 
-    def calibrate(self, shadow: ShadowRequest) -> None:
+    def calibrate(self, shadow: ShadowTap) -> None:
         """Ask the primary's backend again (a GET): what differs now is that backend's noise."""
         primary = self._proxy.table.backends[shadow.primary_backend]
         self._sender(primary).submit(_Calibration(self, shadow))
 
     @staticmethod
     def calibrated(
-        shadow: ShadowRequest,
+        shadow: ShadowTap,
         status: int,
         headers: list[tuple[bytes, bytes]],
         body: bytes | None,
@@ -281,7 +281,7 @@ class ShadowService:
 
     def _log_mismatch(
         self,
-        shadow: ShadowRequest,
+        shadow: ShadowTap,
         legacy: Observed,
         new: Observed,
         verdict: Verdict,
@@ -320,36 +320,12 @@ class ShadowService:
         return merged
 
 
-class _Mirror(ShadowCall):
-    """A mirrored GET on its way to the other backend."""
-
-    __slots__ = ("_service", "_shadow")
-
-    def __init__(self, service: ShadowService, shadow: ShadowRequest) -> None:
-        super().__init__(shadow.head, shadow.flag.config.max_body_bytes)
-        self._service, self._shadow = service, shadow
-
-    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes | None) -> None:
-        service, shadow = self._service, self._shadow
-        try:
-            if service.answered(shadow, status, headers, body):
-                service.calibrate(shadow)  # in flight until calibrated
-                return
-        except Exception as error:  # a bug here must not go unnoticed, nor stop the others
-            _log.error("shadow_failed", flag=shadow.flag.name, error=repr(error))
-        shadow.flag.in_flight -= 1
-
-    def fail(self, error: Exception) -> None:
-        self._shadow.flag.in_flight -= 1
-        self._service.failed(self._shadow, error)
-
-
 class _Calibration(ShadowCall):
     """The same GET again to the primary's backend, for noise calibration."""
 
     __slots__ = ("_shadow",)
 
-    def __init__(self, service: ShadowService, shadow: ShadowRequest) -> None:
+    def __init__(self, service: ShadowService, shadow: ShadowTap) -> None:
         super().__init__(shadow.head, shadow.flag.config.max_body_bytes)
         self._shadow = shadow
 
