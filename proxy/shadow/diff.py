@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from proxy.shadow.prune import Cut
+
 MAX_DIFFS = 50
 """Differences kept per comparison; a completely different body stops there."""
 MAX_SEEN_PATHS = 4096
@@ -50,6 +52,7 @@ class DiffRules:
     """How two JSON documents are compared (compiled from ``shadow.compare``)."""
 
     ignore: re.Pattern[str] | None = None  # every ignore pattern in one regex
+    cuts: tuple[Cut, ...] = ()  # the body's ignored subtrees, for the match fast path
     uuid: bool = False
     iso_timestamp: bool = False
     unordered_lists: bool = False
