@@ -25,6 +25,7 @@ PURE = (
     "shadow/diff.py",
     "shadow/compare.py",
     "shadow/noise.py",
+    "shadow/prune.py",
     "shadow/report.py",
     "shadow/sampling.py",
     "shadow/summary.py",
@@ -43,6 +44,7 @@ PURE_MAY_IMPORT = (
     "proxy.shadow.diff",
     "proxy.shadow.compare",
     "proxy.shadow.noise",
+    "proxy.shadow.prune",
 )
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess", "aiohttp", "httptools"}
 TOP_LEVEL_LIMIT = 5  # __init__, __main__, cli, log and at most one more

@@ -82,10 +82,12 @@ class ShadowFlag:
         """The compared headers of an answer and its content type, by lower-case name
         (first value)."""
         view: dict[str, str] = {}
-        lengths, names = self.header_lengths, self.header_names
+        lengths, names, wanted = self.header_lengths, self.header_names, len(self.header_names)
         for name, value in headers:
             if len(name) in lengths and (key := names.get(name.lower())) and key not in view:
                 view[key] = value.decode("latin-1")
+                if len(view) == wanted:
+                    break  # all found: the rest of the headers are not looked at
         return view
 
 
