@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,23 +118,43 @@ def select(only: str, parser: argparse.ArgumentParser) -> list[str]:
     return [t for t in TARGETS if t in wanted]
 
 
-def measure(
-    target: str, url: str, opts: Options, instance: turnout.Instance | None, pid: int
-) -> Result:
-    """Warm up, then `opts.runs` wrk runs; for Turnout, check /metrics after each run."""
-    print(f"[{target}] {url}  warmup {opts.warmup_s}s, {opts.runs} x {opts.load.duration_s}s")
-    if opts.warmup_s:
-        wrk.run(url, wrk.Load(opts.load.threads, opts.load.connections, opts.warmup_s))
-    runs: list[wrk.WrkRun] = []
-    checks: list[turnout.MetricsCheck] = []
+@dataclass
+class Started:
+    """A target under test, started and waiting for load."""
+
+    target: str
+    url: str
+    instance: turnout.Instance | None  # Turnout's (for /metrics checks and profiling)
+    pid: int  # whose process tree's CPU is counted (0: none, the backend itself)
+    runs: list[wrk.WrkRun] = field(default_factory=list)
+    checks: list[turnout.MetricsCheck] = field(default_factory=list)
+
+    def result(self) -> Result:
+        return Result(self.target, wrk.Summary.of(self.runs), self.checks)
+
+
+def measure_all(started: list[Started], opts: Options) -> list[Result]:
+    """Warm every target up, then ``opts.runs`` rounds of one wrk run per target.
+
+    Interleaved: the host's speed drifts (here by 2 x within an hour), and a
+    drift during one target's block of runs would show as a difference between
+    targets; round by round, it hits them all alike.
+    """
+    for one in started:
+        print(f"[{one.target}] {one.url}  warmup {opts.warmup_s}s")
+        if opts.warmup_s:
+            wrk.run(one.url, wrk.Load(opts.load.threads, opts.load.connections, opts.warmup_s))
     for i in range(opts.runs):
-        run, check = one_run(f"run {i + 1}", url, opts, instance, pid)
-        runs.append(run)
-        if check:
-            checks.append(check)
-    if opts.profile and instance and target in ("turnout-1", "turnout-shadow"):
-        profile_run(url, opts, instance)
-    return Result(target, wrk.Summary.of(runs), checks)
+        for one in started:
+            run, check = one_run(f"[{one.target}] run {i + 1}", one.url, opts, one.instance,
+                                 one.pid)  # fmt: skip
+            one.runs.append(run)
+            if check:
+                one.checks.append(check)
+    for one in started:
+        if opts.profile and one.instance and one.target in ("turnout-1", "turnout-shadow"):
+            profile_run(one.url, opts, one.instance)
+    return [one.result() for one in started]
 
 
 def one_run(
@@ -187,25 +209,28 @@ def report_profile(out: Path, log: Path) -> None:
     print(table + "\n")
 
 
-def run_target(target: str, opts: Options, backends: nginx.Backends) -> Result:
+@contextmanager
+def start_target(target: str, opts: Options, backends: nginx.Backends) -> Iterator[Started]:
     if target == "backend":
-        return measure(target, backends.url("legacy"), opts, None, 0)
+        yield Started(target, backends.url("legacy"), None, 0)
+        return
     if target == "nginx":
         with nginx.proxy(opts.workdir / "nginx-proxy", backends) as (url, pid):
-            return measure(target, url, opts, None, pid)
+            yield Started(target, url, None, pid)
+        return
     workers, shadow, loop = _TURNOUT[target]
     repo = opts.baseline if target == "baseline-1" else None
     with turnout.running(
         opts.workdir / target, backends, workers, loop or opts.loop, repo, shadow
     ) as inst:
+        started = Started(target, inst.url, inst, inst.pid)
         try:
-            result = measure(target, inst.url, opts, inst, inst.pid)
+            yield started
         except Exception:
             print(f"--- {inst.log} (tail) ---\n{tail(inst.log)}", file=sys.stderr)
             raise
-        if result.summary.errors:
+        if sum(run.errors for run in started.runs):
             print(f"--- {target} had errors; its log ends with ---\n{tail(inst.log, 5)[-3000:]}")
-        return result
 
 
 def add_ratios(results: list[Result]) -> None:
@@ -286,9 +311,10 @@ def main(argv: list[str] | None = None) -> int:
                    args.loop, procs.make_workdir("turnout-bench-"), args.baseline)  # fmt: skip
     results: list[Result] = []
     try:
-        with nginx.backend(opts.workdir / "backend") as backends:
-            for target in args.targets:
-                results.append(run_target(target, opts, backends))
+        with nginx.backend(opts.workdir / "backend") as backends, ExitStack() as stack:
+            started = [stack.enter_context(start_target(target, opts, backends))
+                       for target in args.targets]  # fmt: skip
+            results = measure_all(started, opts)
     finally:
         if args.keep:
             print(f"kept {opts.workdir} (configs and logs)")
