@@ -251,11 +251,16 @@ class ShadowSender:
             self._open(batch)
             return
         fewest = min(self._busy, key=_depth, default=None)
-        if fewest is None or len(fewest.pending) + len(batch) > MAX_DEPTH:
-            for call in batch:  # every connection is taken: never wait behind real traffic
-                call.fail(NoConnection(f"no connection to {self.target.name} is free"))
-            return
-        fewest.send(batch)
+        if fewest is None:  # the pool's cap is taken by real traffic: never wait behind it
+            self._refuse(batch, "max_connections", "no connection to the backend is free")
+        elif len(fewest.pending) + len(batch) > MAX_DEPTH:
+            self._refuse(batch, "in_flight", "every shadow connection is queued full")
+        else:
+            fewest.send(batch)
+
+    def _refuse(self, batch: list[ShadowCall], reason: str, why: str) -> None:
+        for call in batch:
+            call.fail(NoConnection(reason, f"{why} ({self.target.name})"))
 
     def _take_idle(self) -> ShadowPipe | None:
         idle = self._idle
@@ -322,8 +327,13 @@ def _depth(pipe: ShadowPipe) -> int:
 
 
 class NoConnection(Exception):
-    """Every connection the shadow may use to a backend is taken (``max_connections``
-    or ``MAX_PIPES`` deep): the copy is dropped."""
+    """No connection could take the copy, which is dropped for ``reason``:
+    ``max_connections`` (the backend's cap is taken by real traffic) or ``in_flight``
+    (every shadow connection already awaits ``MAX_DEPTH`` answers: a slow backend)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class _Unasked(Exception):

@@ -248,7 +248,7 @@ class ShadowService:
         the shadow found no connection it may use."""
         flag = shadow.flag
         if isinstance(error, NoConnection):
-            self.drop(flag, "max_connections")
+            self.drop(flag, error.reason)
             return
         flag.report.count_error()
         self._count(flag, "error")

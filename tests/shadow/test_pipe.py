@@ -11,7 +11,7 @@ import pytest
 
 from proxy.http.errors import UpstreamReset, UpstreamTimeout
 from proxy.http.pool import BackendTarget, ConnectionPool
-from proxy.shadow.pipe import MAX_PIPES, NoConnection, ShadowCall, ShadowSender
+from proxy.shadow.pipe import MAX_DEPTH, MAX_PIPES, NoConnection, ShadowCall, ShadowSender
 from tests.conftest import wait_until
 
 # (connection number, request number on it, path) -> the bytes to answer, or None to
@@ -211,7 +211,7 @@ async def test_no_free_connection_fails_the_call_instead_of_waiting(
     call = Recorded("/items/1")
     sender.submit(call)
     await settle([call])
-    assert isinstance(call.result, NoConnection)
+    assert isinstance(call.result, NoConnection) and call.result.reason == "max_connections"
     assert backend.connections == 0
     sender.target.pool.give_slot()
     sender.close()
@@ -237,6 +237,15 @@ async def test_connections_are_capped_and_further_batches_queue_behind_them(
     await wait_until(lambda: len(held) == len(calls))
     assert backend.connections == MAX_PIPES  # the last batches went behind busy ones
     assert {connection for connection, _ in held} == set(range(MAX_PIPES))
+    # Deeper than MAX_DEPTH behind every connection: refused as in flight, not queued.
+    more = [Recorded(f"/more/{i}") for i in range(MAX_PIPES * MAX_DEPTH)]
+    for call in more:
+        sender.submit(call)
+    await wait_until(lambda: any(call.result is not None for call in more))
+    refused = [call for call in more if isinstance(call.result, NoConnection)]
+    assert refused and all(call.result.reason == "in_flight" for call in refused)  # type: ignore[union-attr]
+    assert all(call.result is None for call in more if call not in refused)  # queued, unanswered
+    assert backend.connections == MAX_PIPES
     sender.close()
 
 
