@@ -114,15 +114,20 @@ async def settle(calls: list[Recorded]) -> None:
     await wait_until(lambda: all(call.result is not None for call in calls))
 
 
+async def send_all(sender: ShadowSender, calls: list[Recorded]) -> list[Recorded]:
+    """Submit ``calls`` in one loop turn (one batch) and wait until each has ended."""
+    for call in calls:
+        sender.submit(call)
+    await settle(calls)
+    return calls
+
+
 async def test_the_gets_of_one_loop_turn_go_out_in_one_write_and_get_their_own_answers(
     backend_server: StartBackend,
 ) -> None:
     backend = await backend_server(echo_path)
     sender = sender_for(backend.port)
-    calls = [Recorded(f"/items/{i}") for i in range(10)]
-    for call in calls:
-        sender.submit(call)
-    await settle(calls)
+    calls = await send_all(sender, [Recorded(f"/items/{i}") for i in range(10)])
     assert [call.result for call in calls] == [
         (200, b'{"path":"/items/%d"}' % i) for i in range(10)
     ]
@@ -145,10 +150,7 @@ async def test_requests_behind_a_connection_close_answer_go_out_again_not_failed
 
     backend = await backend_server(close_after_two)
     sender = sender_for(backend.port)
-    calls = [Recorded(f"/items/{i}") for i in range(5)]
-    for call in calls:
-        sender.submit(call)
-    await settle(calls)
+    calls = await send_all(sender, [Recorded(f"/items/{i}") for i in range(5)])
     assert [call.result for call in calls] == [(200, b'{"path":"/items/%d"}' % i) for i in range(5)]
     assert backend.connections == 2  # the three unread ones went out on a new connection
     sender.close()
@@ -162,10 +164,7 @@ async def test_a_backend_that_closes_without_answering_fails_what_it_owes(
 
     backend = await backend_server(answer_one_then_hang_up)
     sender = sender_for(backend.port)
-    calls = [Recorded(f"/items/{i}") for i in range(3)]
-    for call in calls:
-        sender.submit(call)
-    await settle(calls)
+    calls = await send_all(sender, [Recorded(f"/items/{i}") for i in range(3)])
     assert calls[0].result == (200, b'{"path":"/items/0"}')
     assert all(isinstance(call.result, UpstreamReset) for call in calls[1:])
     sender.close()
@@ -176,10 +175,7 @@ async def test_a_silent_backend_times_out_every_request_it_owes(
 ) -> None:
     backend = await backend_server(lambda *_: None)
     sender = sender_for(backend.port, response_timeout=0.3)
-    calls = [Recorded(f"/items/{i}") for i in range(3)]
-    for call in calls:
-        sender.submit(call)
-    await settle(calls)
+    calls = await send_all(sender, [Recorded(f"/items/{i}") for i in range(3)])
     assert all(isinstance(call.result, UpstreamTimeout) for call in calls)
     sender.close()
 
@@ -192,10 +188,9 @@ async def test_an_answer_over_the_cap_is_flagged_and_the_next_one_still_arrives(
 
     backend = await backend_server(big_first)
     sender = sender_for(backend.port)
-    calls = [Recorded("/big", max_body=1000), Recorded("/small", max_body=1000)]
-    for call in calls:
-        sender.submit(call)
-    await settle(calls)
+    calls = await send_all(
+        sender, [Recorded("/big", max_body=1000), Recorded("/small", max_body=1000)]
+    )
     assert calls[0].result == (200, None)
     assert calls[1].result == (200, b'{"path":"/small"}')
     assert backend.connections == 1
