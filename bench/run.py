@@ -34,7 +34,7 @@ TARGETS = ("backend", "nginx", "turnout-1", "turnout-1-asyncio", "turnout-2", "t
 # Turnout targets: (workers, shadow every GET of the flag, TURNOUT_LOOP or None: the default)
 _TURNOUT = {"turnout-1": (1, False, None), "turnout-1-asyncio": (1, False, "asyncio"),
             "turnout-2": (2, False, None), "turnout-shadow": (1, True, None),
-            "baseline-1": (1, False, None)}  # fmt: skip
+            "baseline-1": (1, False, None), "baseline-shadow": (1, True, None)}  # fmt: skip
 ALIASES = {"turnout": ("turnout-1", "turnout-2"), "all": TARGETS}
 RESULTS = Path(__file__).resolve().parent / "results"
 HISTORY = RESULTS / "history.jsonl"  # kept in git: one line per run, to see regressions
@@ -91,7 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         metavar="CHECKOUT",
         help="also run turnout-1 from another checkout (e.g. a `git worktree` of the commit "
-        "before a change) as target `baseline-1`, in the same run",
+        "before a change) as target `baseline-1` (and `baseline-shadow` with turnout-shadow), "
+        "in the same run",
     )
     args = p.parse_args(argv)
     if min(args.runs, args.duration, args.connections, args.threads) < 1:
@@ -103,6 +104,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if not (args.baseline / "proxy" / "__main__.py").is_file():
             p.error(f"--baseline {args.baseline}: not a Turnout checkout (no proxy/__main__.py)")
         args.targets.append("baseline-1")
+        if "turnout-shadow" in args.targets:
+            args.targets.append("baseline-shadow")
     return args
 
 
@@ -219,7 +222,7 @@ def start_target(target: str, opts: Options, backends: nginx.Backends) -> Iterat
             yield Started(target, url, None, pid)
         return
     workers, shadow, loop = _TURNOUT[target]
-    repo = opts.baseline if target == "baseline-1" else None
+    repo = opts.baseline if target.startswith("baseline") else None
     with turnout.running(
         opts.workdir / target, backends, workers, loop or opts.loop, repo, shadow
     ) as inst:
