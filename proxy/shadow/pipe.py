@@ -112,6 +112,8 @@ class ShadowPipe(asyncio.Protocol):
             self._break(UpstreamReset("backend sent an answer nobody asked for"))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._status and self.pending and self._ends_at_close():
+            self._answer(keep_alive=False)  # an answer that the connection's end frames
         self._break(UpstreamReset("backend closed the connection"))
 
     def connect_failed(self, error: UpstreamError) -> None:
@@ -141,18 +143,33 @@ class ShadowPipe(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self._status == 0:
-            return
-        call = self.pending.popleft()
-        keep_alive = self._parser.should_keep_alive()
+            return  # the end of an interim 1xx
+        self._answer(keep_alive=bool(self._parser.should_keep_alive()))
+
+    def _answer(self, *, keep_alive: bool) -> None:
+        call, status = self.pending.popleft(), self._status
+        self._status = 0
         if not keep_alive:
             self._stop_reading()
         body = b"".join(self._body) if self._size <= call.max_body else None
-        call.answer(self._status, self._headers, body)
+        call.answer(status, self._headers, body)
+        if self.closing:
+            return
         if not self.pending:
             self._cancel_timer()
             self._sender.idle(self)
         else:
             self._push_deadline(self._sender.target.response_timeout)
+
+    def _ends_at_close(self) -> bool:
+        """The answer being read has neither Content-Length nor chunked framing."""
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length" or (
+                lower == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                return False
+        return True
 
     # -- ending ------------------------------------------------------------------
     def _stop_reading(self) -> None:

@@ -156,6 +156,25 @@ async def test_requests_behind_a_connection_close_answer_go_out_again_not_failed
     sender.close()
 
 
+async def test_an_answer_framed_by_the_connections_end_is_whole_and_the_rest_resent(
+    backend_server: StartBackend,
+) -> None:
+    def unframed_first(connection: int, served: int, path: str) -> bytes:
+        if connection == 0 and served == 0:  # HTTP/1.0 style: no length, ends at close
+            return b'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{"unframed":true}'
+        return echo_path(connection, served, path)
+
+    backend = await backend_server(unframed_first)
+    sender = sender_for(backend.port)
+    calls = await send_all(sender, [Recorded("/first"), Recorded("/second")])
+    assert [call.result for call in calls] == [
+        (200, b'{"unframed":true}'),
+        (200, b'{"path":"/second"}'),
+    ]
+    assert backend.connections == 2
+    sender.close()
+
+
 async def test_a_backend_that_closes_without_answering_fails_what_it_owes(
     backend_server: StartBackend,
 ) -> None:
