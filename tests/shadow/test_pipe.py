@@ -272,3 +272,17 @@ async def test_a_retired_sender_closes_its_idle_connections(backend_server: Star
     assert backend.closed == 0  # kept alive for the next batch
     sender.retire()  # the backend changed in a reload
     await wait_until(lambda: backend.closed == 1)
+
+
+async def test_closing_abandons_what_is_owed_and_closes_every_connection(
+    backend_server: StartBackend,
+) -> None:
+    backend = await backend_server(lambda *_: None)  # never answers
+    sender = sender_for(backend.port)
+    calls = [Recorded(f"/items/{i}") for i in range(3)]
+    for call in calls:
+        sender.submit(call)
+    await wait_until(lambda: backend.reads != [])  # sent, and owed
+    sender.close()  # the proxy stops (after its drain)
+    await wait_until(lambda: backend.closed == backend.connections == 1)
+    assert [call.result for call in calls] == [None, None, None]  # abandoned, not failed
