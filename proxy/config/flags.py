@@ -86,6 +86,10 @@ class Shadow(_Model):
     redact: list[str] = []
     """JSON field names whose values the discrepancy log replaces (besides the
     Authorization, Cookie and Set-Cookie headers, always redacted)."""
+    pipeline: bool = True
+    """Mirrored GETs go pipelined, a batch to a write (``proxy.shadow.pipe``); false
+    sends each alone on a pooled connection, for a backend (or a proxy before it)
+    that mishandles pipelined requests."""
 
 
 FallbackTrigger = Annotated[str | int, BeforeValidator(parse_fallback_trigger)]

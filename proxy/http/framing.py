@@ -75,3 +75,15 @@ def is_chunked_only(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
         for token in value.split(b",")
     ]
     return codings == [b"chunked"]
+
+
+def ends_at_close(raw_headers: RawHeaders) -> bool:
+    """An answer with neither Content-Length nor chunked framing: its body ends when
+    the connection does (RFC 9112 §6.3, the last rule)."""
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower == b"content-length" or (
+            lower == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
+            return False
+    return True

@@ -20,6 +20,7 @@ import httptools
 
 from proxy.http.errors import UpstreamError, UpstreamReset, UpstreamTimeout
 from proxy.http.flow import ChunkQueue, FlowControlledProtocol
+from proxy.http.framing import ends_at_close
 
 _READ_HIGH_WATER = 256 * 1024
 
@@ -240,13 +241,7 @@ class UpstreamConnection(FlowControlledProtocol):
         """A response with neither Content-Length nor chunked framing ends at EOF."""
         if not self.headers_done or not self.headers_done.done() or self._error is not None:
             return False
-        for name, value in self.raw_headers:
-            lower = name.lower()
-            if lower == b"content-length" or (
-                lower == b"transfer-encoding" and b"chunked" in value.lower()
-            ):
-                return False
-        return True
+        return ends_at_close(self.raw_headers)
 
     def _on_response_timeout(self) -> None:
         self._timer = None

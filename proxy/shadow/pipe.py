@@ -35,6 +35,7 @@ from proxy.http.errors import (
     UpstreamReset,
     UpstreamTimeout,
 )
+from proxy.http.framing import ends_at_close
 from proxy.http.pool import BackendTarget
 
 MAX_PIPES = 8
@@ -112,7 +113,7 @@ class ShadowPipe(asyncio.Protocol):
             self._break(UpstreamReset("backend sent an answer nobody asked for"))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._status and self.pending and self._ends_at_close():
+        if self._status and self.pending and ends_at_close(self._headers):
             self._answer(keep_alive=False)  # an answer that the connection's end frames
         self._break(UpstreamReset("backend closed the connection"))
 
@@ -160,16 +161,6 @@ class ShadowPipe(asyncio.Protocol):
             self._sender.idle(self)
         else:
             self._push_deadline(self._sender.target.response_timeout)
-
-    def _ends_at_close(self) -> bool:
-        """The answer being read has neither Content-Length nor chunked framing."""
-        for name, value in self._headers:
-            lower = name.lower()
-            if lower == b"content-length" or (
-                lower == b"transfer-encoding" and b"chunked" in value.lower()
-            ):
-                return False
-        return True
 
     # -- ending ------------------------------------------------------------------
     def _stop_reading(self) -> None:

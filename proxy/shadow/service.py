@@ -157,7 +157,7 @@ class ShadowService:
             return
         flag.in_flight += 1
         other = self._proxy.table.backends[1 - shadow.primary_backend]
-        if shadow.method == "GET":  # pipelined, no task (proxy.shadow.pipe)
+        if shadow.method == "GET" and flag.config.pipeline:  # no task (proxy.shadow.pipe)
             self._sender(other).submit(shadow)
             return
         task = asyncio.get_running_loop().create_task(self._run(shadow, other))

@@ -1,18 +1,24 @@
-"""Pipelined shadow GETs on the wire: a raw asyncio backend sees exactly what the
+"""Pipelined shadow GETs on the wire: a raw-socket backend sees exactly what the
 ``ShadowSender`` writes and answers request by request, as a test needs it to."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+import aiohttp
+import orjson
 import pytest
+from aiohttp import web
+from pytest_aiohttp.plugin import AiohttpServer
 
 from proxy.http.errors import UpstreamReset, UpstreamTimeout
 from proxy.http.pool import BackendTarget, ConnectionPool
 from proxy.shadow.pipe import MAX_DEPTH, MAX_PIPES, NoConnection, ShadowCall, ShadowSender
-from tests.conftest import wait_until
+from tests.conftest import StartTurnout, wait_until
+from tests.support.raw_backend import RawBackend
 
 # (connection number, request number on it, path) -> the bytes to answer, or None to
 # answer nothing (and "close" to close the connection without answering).
@@ -32,17 +38,29 @@ def echo_path(_: int, __: int, path: str) -> bytes:
 
 
 @dataclass
-class RawBackend:
-    """Reads GET heads and answers each as ``policy`` says, recording every read."""
+class PolicyServer:
+    """Serves the connections of a ``RawBackend``: reads GET heads as they come and
+    answers each as ``policy`` says, recording every read."""
 
     policy: Policy
+    discard_rest: bool = False  # a broken pipelining server: drops what follows a request
     reads: list[tuple[int, bytes]] = field(default_factory=list)  # (connection, bytes read)
-    connections: int = 0
     closed: int = 0  # connections the client closed (or the backend hung up)
-    port: int = 0
+    raw: RawBackend | None = None
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        number, self.connections = self.connections, self.connections + 1
+    @property
+    def connections(self) -> int:
+        assert self.raw is not None
+        return self.raw.connections
+
+    @property
+    def port(self) -> int:
+        assert self.raw is not None
+        return int(self.raw.url.rsplit(":", 1)[1])
+
+    async def serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
+    ) -> None:
         buffered, served = b"", 0
         try:
             while data := await reader.read(65536):
@@ -50,6 +68,8 @@ class RawBackend:
                 buffered += data
                 while b"\r\n\r\n" in buffered:
                     head, buffered = buffered.split(b"\r\n\r\n", 1)
+                    if self.discard_rest:
+                        buffered = b""
                     path = head.split(b" ", 2)[1].decode()
                     reply = self.policy(number, served, path)
                     served += 1
@@ -62,26 +82,21 @@ class RawBackend:
                             return
         finally:
             self.closed += 1
-            writer.close()
 
 
-StartBackend = Callable[[Policy], Awaitable[RawBackend]]
+StartBackend = Callable[..., Awaitable[PolicyServer]]
 
 
 @pytest.fixture
 async def backend_server() -> AsyncIterator[StartBackend]:
-    servers: list[asyncio.Server] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(policy: Policy) -> RawBackend:
-        backend = RawBackend(policy)
-        server = await asyncio.start_server(backend.handle, "127.0.0.1", 0)
-        servers.append(server)
-        backend.port = server.sockets[0].getsockname()[1]
-        return backend
+        async def start(policy: Policy, *, discard_rest: bool = False) -> PolicyServer:
+            server = PolicyServer(policy, discard_rest)
+            server.raw = await stack.enter_async_context(RawBackend(server.serve))
+            return server
 
-    yield start
-    for server in servers:
-        server.close()
+        yield start
 
 
 class Recorded(ShadowCall):
@@ -286,3 +301,47 @@ async def test_closing_abandons_what_is_owed_and_closes_every_connection(
     sender.close()  # the proxy stops (after its drain)
     await wait_until(lambda: backend.closed == backend.connections == 1)
     assert [call.result for call in calls] == [None, None, None]  # abandoned, not failed
+
+
+async def test_a_backend_that_mishandles_pipelining_loses_the_copies_behind_the_first(
+    backend_server: StartBackend,
+) -> None:
+    backend = await backend_server(echo_path, discard_rest=True)
+    sender = sender_for(backend.port, response_timeout=0.3)
+    calls = await send_all(sender, [Recorded(f"/items/{i}") for i in range(3)])
+    assert calls[0].result == (200, b'{"path":"/items/0"}')
+    assert all(isinstance(call.result, UpstreamTimeout) for call in calls[1:])
+    sender.close()
+
+
+async def test_with_pipeline_off_each_copied_get_goes_alone_and_all_compare(
+    backend_server: StartBackend, aiohttp_server: AiohttpServer, start_turnout: StartTurnout
+) -> None:
+    async def legacy(request: web.Request) -> web.Response:
+        return web.json_response({"path": request.path}, dumps=lambda v: orjson.dumps(v).decode())
+
+    new = await backend_server(echo_path, discard_rest=True)
+    legacy_server = await aiohttp_server(_app(legacy))
+    shadow = {"percent": 100, "pipeline": False}
+    turnout = await start_turnout(
+        str(legacy_server.make_url("")),
+        f"http://127.0.0.1:{new.port}",
+        flags={"main": {"percent": 0, "shadow": shadow}},
+    )
+    base = f"http://127.0.0.1:{turnout.proxy_port}"
+    async with aiohttp.ClientSession() as session:
+
+        async def get(i: int) -> int:
+            async with session.get(f"{base}/items/{i}") as response:
+                await response.read()
+                return response.status
+
+        assert await asyncio.gather(*(get(i) for i in range(20))) == [200] * 20
+    await wait_until(lambda: turnout.stats.shadow.get(("main", "match"), 0) == 20)
+    assert not turnout.stats.shadow.get(("main", "error"))
+
+
+def _app(handler: Callable[[web.Request], Awaitable[web.Response]]) -> web.Application:
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    return app
