@@ -116,7 +116,8 @@ def parse_fallback_trigger(value: object) -> str | int:
     if isinstance(value, str) and value in FALLBACK_KINDS:
         return value
     raise ValueError(
-        f"expected one of {', '.join(FALLBACK_KINDS)}, a 5xx status code, 404 or 405, got {value!r}"
+        f"expected one of {', '.join(FALLBACK_KINDS)}, a 5xx status code, 404 or 405, "
+        f"got {value!r}"
     )
 
 

@@ -199,12 +199,8 @@ class Controller:
         after = self.table.flags[flag].percent
         if after != before:
             _audit.info(
-                "flag_changed",
-                action=override.reason if override else "canary",
-                flag=flag,
-                before=before,
-                after=after,
-                who="canary",
+                "flag_changed", action=override.reason if override else "canary", flag=flag,
+                before=before, after=after, who="canary",
             )
 
     async def rollback_all(self, who: str) -> dict[str, object]:

@@ -292,7 +292,9 @@ class Exchange:
         """The proxy's JSON answer for a failed attempt (see ``_ERROR_ANSWERS``)."""
         status, code = _ERROR_ANSWERS.get(error.kind, _OTHER_ERROR)
         message = f"{self.backend_name} backend: {error}"
-        self.client.write(error_bytes(status, code, message, close=True, extra=self._extra_lines()))
+        self.client.write(
+            error_bytes(status, code, message, close=True, extra=self._extra_lines())
+        )
         return status
 
     def _count_failure(self, error: UpstreamError) -> None:
@@ -324,7 +326,9 @@ class Exchange:
         )
 
 
-def count_fallback(stats: Stats, flag: FlagRule | None, source: int, to: int, reason: str) -> None:
+def count_fallback(
+    stats: Stats, flag: FlagRule | None, source: int, to: int, reason: str
+) -> None:
     """One request moved from ``source`` to ``to`` (a fallback or a failover)."""
     key = (flag.name if flag else UNMATCHED_FLAG, BACKEND_NAMES[source], BACKEND_NAMES[to], reason)
     stats.fallbacks[key] = stats.fallbacks.get(key, 0) + 1

@@ -100,7 +100,9 @@ class StateFollower:
                 return
             self.subscribed = True
             while True:
-                await pubsub.get_message(ignore_subscribe_messages=True, timeout=STATE_POLL_SECONDS)
+                await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=STATE_POLL_SECONDS
+                )
                 if not await self.catch_up():
                     return
         finally:

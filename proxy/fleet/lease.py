@@ -88,7 +88,9 @@ class LeaderLease:
             if self.held():
                 ours = bool(await self._renew(keys=[self._key], args=[self._me, milliseconds]))
             else:
-                ours = bool(await self._client.set(self._key, self._me, nx=True, px=milliseconds))
+                ours = bool(
+                    await self._client.set(self._key, self._me, nx=True, px=milliseconds)
+                )
             if not ours:
                 self.holder = text(await self._client.get(self._key))
         except (RedisError, OSError) as error:

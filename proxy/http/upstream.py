@@ -38,10 +38,7 @@ class UpstreamConnection(FlowControlledProtocol):
         self.reused = False  # handed out again by the pool (it may have gone stale meanwhile)
         self.body = ChunkQueue(
             # Bound methods: a cycle, but one per connection (long-lived), not per request.
-            self._pause_reading,
-            self._resume_reading,
-            self._on_idle_timeout,
-            _READ_HIGH_WATER,
+            self._pause_reading, self._resume_reading, self._on_idle_timeout, _READ_HIGH_WATER
         )
         self._reset_exchange()
         self._timer: asyncio.TimerHandle | None = None

@@ -176,7 +176,9 @@ def _diff_folded_objects(
             _one_sided(f"{path}.{key}", None, _shown(new[key]), rules, out)
 
 
-def _one_sided(path: str, legacy: Any, new: Any, rules: DiffRules, out: list[FieldDiff]) -> None:
+def _one_sided(
+    path: str, legacy: Any, new: Any, rules: DiffRules, out: list[FieldDiff]
+) -> None:
     """A field only one side has (``None`` for the side without it)."""
     if not rules.ignored(path) and len(out) < MAX_DIFFS:
         out.append(FieldDiff(path, legacy, new))

@@ -101,7 +101,9 @@ def test_status_equivalence_classes() -> None:
     fastapi = answer({"detail": [{"loc": ["body", "x"], "msg": "required"}]}, 422)
     nestjs = answer({"message": ["x is required"], "statusCode": 400}, 400)
     assert compare(fastapi, nestjs, r) == []  # each framework's error wording: not diffed
-    assert [d.path for d in compare(answer({"a": 1}, 400), answer({"a": 2}, 400), r)] == ["body.a"]
+    assert [d.path for d in compare(answer({"a": 1}, 400), answer({"a": 2}, 400), r)] == [
+        "body.a"
+    ]
     assert [d.path for d in compare(answer({}, 422), answer({}, 500), r)] == ["status"]
     transitive = rules(same_status=[[400, 422], [422, 409]])
     assert compare(answer({}, 400), answer({}, 409), transitive) == []

@@ -73,7 +73,9 @@ async def start(
 
 
 def results(turnout: Turnout, flag: str = "main") -> dict[str, int]:
-    return {result: n for (name, result), n in turnout.stats.shadow.items() if name == flag and n}
+    return {
+        result: n for (name, result), n in turnout.stats.shadow.items() if name == flag and n
+    }
 
 
 async def compared(turnout: Turnout, count: int) -> dict[str, int]:
