@@ -166,29 +166,26 @@ class ShadowPipe(asyncio.Protocol):
     def _stop_reading(self) -> None:
         """The backend closes after this answer: what was pipelined behind it was never
         read, so it goes out again on another connection."""
-        self.closing = True
-        owed, self.pending = list(self.pending), deque()
-        self._close()
-        self._sender.resend(owed)
+        self._sender.resend(self._shut())
 
     def _break(self, error: UpstreamError) -> None:
-        self.closing = True
-        owed, self.pending = list(self.pending), deque()
-        self._close()
+        owed = self._shut()
         self._sender.gone(self)
         for call in owed:
             call.fail(error)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Shut down (the proxy is stopping): what is owed is abandoned, not failed."""
+        self._shut()
+
+    def _shut(self) -> list[ShadowCall]:
+        """Close the connection (no more sends); returns the calls it still owed."""
+        self.closing = True
+        owed, self.pending = list(self.pending), deque()
         self._cancel_timer()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-
-    def close(self) -> None:
-        """Shut down (the proxy is stopping): what is owed is abandoned, not failed."""
-        self.closing = True
-        self.pending.clear()
-        self._close()
+        return owed
 
     # -- the one timer -------------------------------------------------------------
     def _push_deadline(self, seconds: float) -> None:

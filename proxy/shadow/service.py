@@ -259,7 +259,7 @@ class ShadowService:
     def calibrate(self, shadow: ShadowTap) -> None:
         """Ask the primary's backend again (a GET): what differs now is that backend's noise."""
         primary = self._proxy.table.backends[shadow.primary_backend]
-        self._sender(primary).submit(_Calibration(self, shadow))
+        self._sender(primary).submit(_Calibration(shadow))
 
     @staticmethod
     def calibrated(
@@ -327,7 +327,7 @@ class _Calibration(ShadowCall):
 
     __slots__ = ("_shadow",)
 
-    def __init__(self, service: ShadowService, shadow: ShadowTap) -> None:
+    def __init__(self, shadow: ShadowTap) -> None:
         super().__init__(shadow.head, shadow.flag.config.max_body_bytes)
         self._shadow = shadow
 
