@@ -13,20 +13,19 @@ other parts of the file are invalid.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import UnionType
-from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin
+from typing import Any, NamedTuple
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from proxy.config.inactive import inactive_keys
+from proxy.config.messages import operator_message
 from proxy.config.models import Config, reference_problems
 
 # Only the safe loaders, only to compose nodes: no tag can run code.
@@ -310,32 +309,6 @@ def _check_references(data: dict[str, Any], source: _Source) -> None:
         source.issue(("routes", index, field), message)
 
 
-def _keys_at(loc: tuple[str | int, ...]) -> list[str]:
-    """The keys allowed in the mapping at pydantic ``loc`` (for "did you mean" hints)."""
-    kind: Any = Config
-    for part in (*loc, None):
-        while True:  # strip Annotated[...] and `X | None`
-            args = [a for a in get_args(kind) if a is not type(None)]
-            if get_origin(kind) is Annotated or (get_origin(kind) in (Union, UnionType)):
-                kind = args[0]
-            else:
-                break
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            if part is None:
-                return list(kind.model_fields)
-            field = kind.model_fields.get(str(part))
-            if field is None:
-                return []
-            kind = field.annotation
-        elif get_origin(kind) in (list, tuple) and isinstance(part, int):
-            kind = get_args(kind)[0]
-        elif get_origin(kind) is dict and part is not None:
-            kind = get_args(kind)[1]
-        else:
-            return []
-    return []
-
-
 def _explain(error: ErrorDetails, data: Any, source: _Source) -> tuple[Loc, str]:
     """A pydantic error -> (path that exists in the file, message for an operator).
 
@@ -363,57 +336,4 @@ def _explain(error: ErrorDetails, data: Any, source: _Source) -> tuple[Loc, str]
             break  # a pydantic-internal step (union member, validator name): stop here
     if error["type"] == "missing" and not missing_key:
         return loc, "too few items" if isinstance(value, list) else "a required value is missing"
-    return loc, _message(error, source.scalars.get(loc))
-
-
-def _message(error: ErrorDetails, written: str | None) -> str:
-    kind = error["type"]
-    given: Any = error.get("input")
-    if kind == "missing":
-        return "required key missing"
-    if kind == "extra_forbidden":
-        key = str(error["loc"][-1])
-        close = difflib.get_close_matches(key, _keys_at(error["loc"][:-1]), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown key {key!r}{hint}"
-    if kind in ("value_error", "assertion_error"):
-        return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    got = _describe(given, written)
-    if kind.startswith(("dict_", "model_")):
-        return f"expected a mapping, got {got}"
-    if kind.startswith(("list_", "tuple_")) and kind.endswith("_type"):
-        return f"expected a list, got {got}"
-    if kind.startswith("string_type"):
-        if isinstance(given, bool | int | float) and written is not None:
-            return f'expected a string, got {got}; write it in quotes: "{written}"'
-        return f"expected a string, got {got}"
-    if kind == "too_short":
-        return f"needs at least {error.get('ctx', {}).get('min_length', 1)} item(s)"
-    if kind == "too_long":
-        return f"has more than {error.get('ctx', {}).get('max_length', 1)} item(s)"
-    if kind.startswith("int_"):
-        return f"expected a whole number, got {got}"
-    if kind.startswith("float_"):
-        return f"expected a number, got {got}"
-    if kind.startswith("bool_"):
-        return f"expected true or false, got {got}"
-    message = str(error["msg"])
-    if message.startswith("Input should be "):
-        message = "must be " + message.removeprefix("Input should be ")
-    elif message[:1].isupper() and not message[:2].isupper():
-        message = message[0].lower() + message[1:]
-    if isinstance(given, dict | list) or given is None:
-        return message
-    return f"{message}, got {got}"
-
-
-def _describe(value: Any, written: str | None) -> str:
-    if value is None:
-        return "nothing (the value is empty)"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return f"{written or str(value).lower()} (read as a boolean by YAML)"
-    return repr(value)
+    return loc, operator_message(error, source.scalars.get(loc))
